@@ -1,0 +1,154 @@
+"""Django settings for Bastion, read from ``BASTION_*`` environment variables.
+
+Without any variable set, Bastion runs on a SQLite file under ``var/`` with a
+development secret key, which is the embedded default the demo uses. With
+``BASTION_DEBUG=false`` a placeholder secret key is rejected.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from bastion import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env.read_str("VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env.read_bool("DEBUG", True)
+
+_PLACEHOLDER_KEY = "dev-only-insecure-key-change-me"
+SECRET_KEY = env.read_secret("SECRET_KEY") or _PLACEHOLDER_KEY
+if not DEBUG and SECRET_KEY == _PLACEHOLDER_KEY:
+    raise ImproperlyConfigured(
+        "BASTION_SECRET_KEY (or BASTION_SECRET_KEY_FILE) must be set when "
+        "BASTION_DEBUG is false: generate one with "
+        "'python -c \"import secrets; print(secrets.token_urlsafe(50))\"'"
+    )
+
+ALLOWED_HOSTS = env.read_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.read_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "watchers",
+    "mitigations",
+    "escalations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bastion.urls"
+WSGI_APPLICATION = "bastion.wsgi.application"
+ASGI_APPLICATION = "bastion.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = env.read_str("DATABASE_URL", "")
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "bastion.sqlite3",
+            # Beat and worker write from separate processes: wait for the
+            # file lock instead of failing with "database is locked".
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "watchers:incident-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.read_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REDIS_URL = env.read_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CELERY_BROKER_URL = env.read_str("BROKER_URL", REDIS_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.read_bool("CELERY_EAGER", False)
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# Prometheus, the data source every watcher queries.
+PROMETHEUS_URL = env.read_str("PROMETHEUS_URL", "http://127.0.0.1:9090")
+PROMETHEUS_TIMEOUT_SECONDS = env.read_float("PROMETHEUS_TIMEOUT_SECONDS", 10.0, 0.1)
+PROMETHEUS_BEARER_TOKEN = env.read_secret("PROMETHEUS_BEARER_TOKEN")
+
+# Evaluation. The defaults follow Prometheus alerting behaviour; see the
+# watchers app for how each is used.
+DISPATCH_EVERY_SECONDS = env.read_float("DISPATCH_EVERY_SECONDS", 5.0, 0.5)
+EVALUATION_BATCH_SIZE = env.read_int("EVALUATION_BATCH_SIZE", 100, 1)
+EVALUATION_CONCURRENCY = env.read_int("EVALUATION_CONCURRENCY", 4, 1)
+MAX_SERIES_PER_WATCHER = env.read_int("MAX_SERIES_PER_WATCHER", 1000, 1)
+DATASOURCE_FAILURES_BEFORE_INCIDENT = env.read_int(
+    "DATASOURCE_FAILURES_BEFORE_INCIDENT", 3, 1
+)
+BASE_URL = env.read_str("BASE_URL", "http://127.0.0.1:8000")
+
+LOG_LEVEL = env.read_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}

@@ -1,0 +1,42 @@
+"""Fixtures shared by every test module.
+
+Tests run against the PostgreSQL named by BASTION_DATABASE_URL (the README's
+test command sets it to the machine's server); pytest-django creates and drops
+a ``test_`` database beside it.
+"""
+
+import os
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("BASTION_DATABASE_URL") and not os.environ.get(
+        "BASTION_ALLOW_SQLITE_TESTS"
+    ):
+        raise pytest.UsageError(
+            "BASTION_DATABASE_URL is not set: the tests need PostgreSQL, e.g. "
+            "BASTION_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test "
+            "(or run 'make test')"
+        )
+
+
+@pytest.fixture
+def persona_factory(django_user_model):
+    """Create the owner / approver / outsider users permission tests need."""
+
+    def create(name: str, *permissions: str, staff: bool = False):
+        from django.contrib.auth.models import Permission
+
+        user = django_user_model.objects.create_user(
+            username=name, password=f"{name}-password-1", is_staff=staff
+        )
+        for codename in permissions:
+            app_label, code = codename.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=code)
+            )
+        return user
+
+    return create
+

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WatchersConfig(AppConfig):
+    name = "watchers"
+    verbose_name = "Watchers and incidents"

@@ -1,0 +1,47 @@
+"""Rules that every way of defining a watcher (catalog, admin) applies alike."""
+
+from watchers.services.durations import DAY_SECONDS, format_duration
+
+MIN_DEFAULT_INTERVAL_SECONDS = 15
+MAX_DEFAULT_INTERVAL_SECONDS = 60
+
+
+class DefinitionError(ValueError):
+    """A watcher field that cannot be saved; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def default_interval_seconds(window_seconds: int) -> int:
+    """A quarter of the window, kept between 15 s and 1 min; daily stays daily."""
+    if window_seconds >= DAY_SECONDS:
+        return DAY_SECONDS
+    quarter = window_seconds // 4
+    return max(MIN_DEFAULT_INTERVAL_SECONDS, min(MAX_DEFAULT_INTERVAL_SECONDS, quarter))
+
+
+def window_for_catalog(window_seconds: int) -> tuple[int, int]:
+    """Return (window, interval) in seconds for a catalog ``window`` value.
+
+    ``daily`` is a schedule, not a hold time: the check runs once a day and an
+    incident opens on the first breaching evaluation, so its window is 0.
+    """
+    if window_seconds == DAY_SECONDS:
+        return 0, DAY_SECONDS
+    return window_seconds, default_interval_seconds(window_seconds)
+
+
+def check_window_and_interval(window_seconds: int, interval_seconds: int) -> None:
+    if interval_seconds <= 0:
+        raise DefinitionError("interval", "the interval must be longer than 0s")
+    if 0 < window_seconds < interval_seconds:
+        raise DefinitionError(
+            "window",
+            f"the window {format_duration(window_seconds)} is shorter than the "
+            f"interval {format_duration(interval_seconds)}: a condition checked "
+            "only once per interval cannot be shown to hold for less than one "
+            "interval. Lengthen the window or shorten the interval.",
+        )

@@ -1,0 +1,51 @@
+"""Durations as operators write them: Prometheus units, plus ``daily``."""
+
+import re
+
+DAY_SECONDS = 86400
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": DAY_SECONDS, "w": 7 * DAY_SECONDS}
+_PART = re.compile(r"(\d+)([smhdw])")
+_WHOLE = re.compile(r"(?:\d+[smhdw])+")
+_NAMED = {"daily": DAY_SECONDS, "hourly": 3600}
+
+
+class DurationError(ValueError):
+    pass
+
+
+def parse_duration(text: object) -> int:
+    """Parse ``90s``, ``10m``, ``1h30m``, ``2d``, ``daily`` into seconds."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        raise DurationError(
+            f"{text!r} is not a duration: write a number with a unit, "
+            "such as 90s, 10m, 1h30m or 2d, or 'daily'"
+        )
+    if isinstance(text, int):
+        raise DurationError(
+            f"{text!r} has no unit: write {text}s, {text}m or {text}h"
+        )
+    value = text.strip().lower()
+    if value in _NAMED:
+        return _NAMED[value]
+    if not _WHOLE.fullmatch(value):
+        raise DurationError(
+            f"{text!r} is not a duration: write a number with a unit, "
+            "such as 90s, 10m, 1h30m or 2d, or 'daily'"
+        )
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+
+
+def format_duration(seconds: int) -> str:
+    """Format seconds the way the catalog writes them (``1h30m``, ``daily``)."""
+    if seconds == DAY_SECONDS:
+        return "daily"
+    if seconds == 0:
+        return "0s"
+    parts = []
+    remaining = seconds
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
