@@ -85,7 +85,9 @@ else:
             "NAME": VAR_DIR / "bastion.sqlite3",
             # Beat and worker write from separate processes: wait for the
             # file lock instead of failing with "database is locked".
-            "OPTIONS": {"timeout": 20},
+            # IMMEDIATE takes the write lock at BEGIN, so a transaction that
+            # reads then writes cannot deadlock on the lock upgrade.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -133,6 +135,7 @@ PROMETHEUS_BEARER_TOKEN = env.read_secret("PROMETHEUS_BEARER_TOKEN")
 # Evaluation. The defaults follow Prometheus alerting behaviour; see the
 # watchers app for how each is used.
 DISPATCH_EVERY_SECONDS = env.read_float("DISPATCH_EVERY_SECONDS", 5.0, 0.5)
+EVALUATION_TASK_SIZE = env.read_int("EVALUATION_TASK_SIZE", 1000, 1)
 EVALUATION_BATCH_SIZE = env.read_int("EVALUATION_BATCH_SIZE", 100, 1)
 EVALUATION_CONCURRENCY = env.read_int("EVALUATION_CONCURRENCY", 4, 1)
 MAX_SERIES_PER_WATCHER = env.read_int("MAX_SERIES_PER_WATCHER", 1000, 1)
