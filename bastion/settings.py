@@ -82,7 +82,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "bastion.sqlite3",
+            "NAME": str(VAR_DIR / "bastion.sqlite3"),
             # Beat and worker write from separate processes: wait for the
             # file lock instead of failing with "database is locked".
             # IMMEDIATE takes the write lock at BEGIN, so a transaction that

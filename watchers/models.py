@@ -96,7 +96,9 @@ class SeriesState(models.Model):
     pending, firing or waiting out its resolve delay, as in Prometheus.
     """
 
-    watcher = models.ForeignKey(Watcher, on_delete=models.CASCADE, related_name="series")
+    watcher = models.ForeignKey(
+        Watcher, on_delete=models.CASCADE, related_name="series"
+    )
     fingerprint = models.CharField(max_length=64)
     labels = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=SeriesStatus.choices)
@@ -126,7 +128,11 @@ class Incident(models.Model):
         max_length=12, choices=IncidentKind.choices, default=IncidentKind.SERIES
     )
     watcher = models.ForeignKey(
-        Watcher, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+        Watcher,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="incidents",
     )
     fingerprint = models.CharField(max_length=64)
     labels = models.JSONField(default=dict)
@@ -172,7 +178,7 @@ class Incident(models.Model):
         ]
 
     def __str__(self) -> str:
-        name = self.watcher.name if self.watcher_id else "data source"
+        name = self.watcher.name if self.watcher is not None else "data source"
         return f"#{self.pk} {name} {self.state}"
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.watchers.factories import make_watcher
-from watchers.choices import Health, IncidentKind, IncidentState, Mode
-from watchers.models import DataSource, Incident, SeriesState, Watcher
+from watchers.choices import Health, IncidentState, Mode
+from watchers.models import Incident, SeriesState, Watcher
 from watchers.services.evaluation import evaluate_watchers
 from watchers.services.prometheus import PrometheusClient
 

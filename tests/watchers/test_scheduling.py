@@ -96,7 +96,7 @@ def race(target, count: int) -> list:
         try:
             barrier.wait()
             results.append(target())
-        except Exception as error:  # noqa: BLE001 - reported below
+        except Exception as error:
             errors.append(error)
         finally:
             connection.close()

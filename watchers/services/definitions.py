@@ -1,6 +1,11 @@
 """Rules that every way of defining a watcher (catalog, admin) applies alike."""
 
-from watchers.services.durations import DAY_SECONDS, format_duration
+from watchers.services.durations import (
+    DAILY,
+    DAY_SECONDS,
+    format_duration,
+    parse_duration,
+)
 
 MIN_DEFAULT_INTERVAL_SECONDS = 15
 MAX_DEFAULT_INTERVAL_SECONDS = 60
@@ -16,22 +21,29 @@ class DefinitionError(ValueError):
 
 
 def default_interval_seconds(window_seconds: int) -> int:
-    """A quarter of the window, kept between 15 s and 1 min; daily stays daily."""
-    if window_seconds >= DAY_SECONDS:
-        return DAY_SECONDS
+    """A quarter of the window, kept between 15 s and 1 min."""
     quarter = window_seconds // 4
     return max(MIN_DEFAULT_INTERVAL_SECONDS, min(MAX_DEFAULT_INTERVAL_SECONDS, quarter))
 
 
-def window_for_catalog(window_seconds: int) -> tuple[int, int]:
-    """Return (window, interval) in seconds for a catalog ``window`` value.
+def window_for_catalog(window_seconds: int | None) -> tuple[int, int]:
+    """Return (window, default interval) in seconds for a catalog ``window``.
 
-    ``daily`` is a schedule, not a hold time: the check runs once a day and an
-    incident opens on the first breaching evaluation, so its window is 0.
+    ``None`` stands for ``daily``, which is a schedule, not a hold time: the
+    check runs once a day and an incident opens on the first breaching
+    evaluation, so its window is 0. A window written as ``24h`` or ``1d`` is
+    a real hold time, evaluated every minute.
     """
-    if window_seconds == DAY_SECONDS:
+    if window_seconds is None:
         return 0, DAY_SECONDS
     return window_seconds, default_interval_seconds(window_seconds)
+
+
+def parse_catalog_window(text: object) -> int | None:
+    """Parse a catalog ``window``: seconds, or None for ``daily``."""
+    if isinstance(text, str) and text.strip().lower() == DAILY:
+        return None
+    return parse_duration(text)
 
 
 def check_window_and_interval(window_seconds: int, interval_seconds: int) -> None:

@@ -6,7 +6,8 @@ DAY_SECONDS = 86400
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": DAY_SECONDS, "w": 7 * DAY_SECONDS}
 _PART = re.compile(r"(\d+)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+[smhdw])+")
-_NAMED = {"daily": DAY_SECONDS, "hourly": 3600}
+DAILY = "daily"
+_NAMED = {DAILY: DAY_SECONDS}
 
 
 class DurationError(ValueError):
@@ -21,9 +22,7 @@ def parse_duration(text: object) -> int:
             "such as 90s, 10m, 1h30m or 2d, or 'daily'"
         )
     if isinstance(text, int):
-        raise DurationError(
-            f"{text!r} has no unit: write {text}s, {text}m or {text}h"
-        )
+        raise DurationError(f"{text!r} has no unit: write {text}s, {text}m or {text}h")
     value = text.strip().lower()
     if value in _NAMED:
         return _NAMED[value]
@@ -36,9 +35,7 @@ def parse_duration(text: object) -> int:
 
 
 def format_duration(seconds: int) -> str:
-    """Format seconds the way the catalog writes them (``1h30m``, ``daily``)."""
-    if seconds == DAY_SECONDS:
-        return "daily"
+    """Format seconds the way the catalog writes them (``1h30m``)."""
     if seconds == 0:
         return "0s"
     parts = []

@@ -91,7 +91,7 @@ def _classify_status(message: str) -> PrometheusError:
     status = int(match.group(1))
     body = _decode_body(match.group(2))
     error_type = body.get("errorType") if isinstance(body, dict) else None
-    if error_type and status not in (401, 403, 404):
+    if isinstance(body, dict) and error_type and status not in (401, 403, 404):
         detail = str(body.get("error", ""))[:_MAX_ERROR_CHARS]
         return QueryFailed(f"Prometheus rejected the query ({error_type}): {detail}")
     return DataSourceUnavailable(
