@@ -57,3 +57,24 @@ def check_window_and_interval(window_seconds: int, interval_seconds: int) -> Non
             "only once per interval cannot be shown to hold for less than one "
             "interval. Lengthen the window or shorten the interval.",
         )
+
+
+def check_clear_threshold(
+    comparison: str, threshold: float, clear_threshold: float
+) -> None:
+    """Reject a clear threshold that is not strictly on the clear side.
+
+    One equal to the threshold would change nothing, so it is rejected too.
+    """
+    fires_above = comparison in (">", ">=")
+    if fires_above and clear_threshold < threshold:
+        return
+    if not fires_above and clear_threshold > threshold:
+        return
+    side = "below" if fires_above else "above"
+    raise DefinitionError(
+        "clear_threshold",
+        f"the clear threshold {clear_threshold:g} is not {side} the threshold "
+        f"{threshold:g}: a watcher that fires on {comparison} {threshold:g} "
+        f"clears {side} it, so set a value {side} {threshold:g} or leave it empty",
+    )

@@ -12,6 +12,7 @@ from watchers.services.catalog.entries import RawEntry, describe_yaml_value
 from watchers.services.catalog.loading import Origin
 from watchers.services.definitions import (
     DefinitionError,
+    check_clear_threshold,
     check_window_and_interval,
     parse_catalog_window,
     window_for_catalog,
@@ -348,30 +349,14 @@ def _check_cross_fields(
             errors.add(error.field, error.message)
 
     if "threshold" in parsed and "clear_threshold" in parsed and valid("comparison"):
-        problem = clear_threshold_problem(
-            parsed["threshold"],
-            parsed["clear_threshold"],
-            parsed.get("comparison", Comparison.GREATER),
-        )
-        if problem:
-            errors.add("clear_threshold", problem)
-
-
-def clear_threshold_problem(
-    threshold: float, clear_threshold: float, comparison: str
-) -> str | None:
-    """Explain why the clear threshold is not on the clear side, or return None."""
-    fires_above = comparison in (Comparison.GREATER, Comparison.GREATER_OR_EQUAL)
-    if fires_above and clear_threshold < threshold:
-        return None
-    if not fires_above and clear_threshold > threshold:
-        return None
-    side = "below" if fires_above else "above"
-    return (
-        f"{clear_threshold:g} is not {side} the threshold {threshold:g}: with "
-        f"comparison '{comparison}' a series clears {side} the threshold, so set "
-        f"a clear_threshold {side} {threshold:g}"
-    )
+        try:
+            check_clear_threshold(
+                parsed.get("comparison", Comparison.GREATER),
+                parsed["threshold"],
+                parsed["clear_threshold"],
+            )
+        except DefinitionError as error:
+            errors.add(error.field, error.message)
 
 
 # Words in a name or query for quantities that are bad when low, such as days
