@@ -63,7 +63,9 @@ def read_float(name: str, default: float, minimum: float | None = None) -> float
     try:
         number = float(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{PREFIX}{name}={value!r} is not a number") from None
+        raise ImproperlyConfigured(
+            f"{PREFIX}{name}={value!r} is not a number"
+        ) from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(
             f"{PREFIX}{name}={number} is below the minimum of {minimum}"

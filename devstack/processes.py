@@ -36,7 +36,9 @@ def wait_for_http(url: str, timeout_seconds: float = 30.0) -> None:
         except httpx.HTTPError as error:
             last_error = str(error) or type(error).__name__
         time.sleep(0.2)
-    raise TimeoutError(f"{url} did not become ready in {timeout_seconds}s: {last_error}")
+    raise TimeoutError(
+        f"{url} did not become ready in {timeout_seconds}s: {last_error}"
+    )
 
 
 class ProcessGroup:

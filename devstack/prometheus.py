@@ -22,7 +22,9 @@ def find_prometheus() -> str:
         PROMETHEUS_BINARY if Path(PROMETHEUS_BINARY).exists() else None
     )
     if path is None:
-        raise FileNotFoundError(f"prometheus is not installed; as root run: {INSTALL_HINT}")
+        raise FileNotFoundError(
+            f"prometheus is not installed; as root run: {INSTALL_HINT}"
+        )
     return path
 
 
@@ -103,14 +105,19 @@ def start_prometheus(
     scrape_interval: str = "1s",
     evaluation_interval: str = "1s",
     extra_args: list[str] | None = None,
+    group: ProcessGroup | None = None,
 ) -> PrometheusServer:
-    """Start Prometheus on 127.0.0.1 and wait until it reports ready."""
+    """Start Prometheus on 127.0.0.1 and wait until it reports ready.
+
+    With ``group``, Prometheus joins it (and logs to its folder) instead of
+    getting a group of its own under ``workdir/logs``.
+    """
     binary = find_prometheus()
     config = write_config(
         workdir, targets, rule_groups, scrape_interval, evaluation_interval
     )
     port = port or free_port()
-    group = ProcessGroup(workdir / "logs")
+    group = group or ProcessGroup(workdir / "logs")
     group.start(
         "prometheus",
         [

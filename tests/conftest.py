@@ -39,4 +39,3 @@ def persona_factory(django_user_model):
         return user
 
     return create
-

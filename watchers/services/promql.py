@@ -13,9 +13,13 @@ def result_type(expression: promql_parser.Expr) -> str:
         return "scalar"
     if isinstance(expression, promql_parser.StringLiteral):
         return "string"
-    if isinstance(expression, promql_parser.VectorSelector | promql_parser.AggregateExpr):
+    if isinstance(
+        expression, promql_parser.VectorSelector | promql_parser.AggregateExpr
+    ):
         return "vector"
-    if isinstance(expression, promql_parser.MatrixSelector | promql_parser.SubqueryExpr):
+    if isinstance(
+        expression, promql_parser.MatrixSelector | promql_parser.SubqueryExpr
+    ):
         return "matrix"
     if isinstance(expression, promql_parser.ParenExpr | promql_parser.UnaryExpr):
         return result_type(expression.expr)
