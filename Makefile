@@ -1,0 +1,35 @@
+# Targets named in the README. Everything runs from the project's .venv.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: install demo test lint check-migrations typecheck bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev,demo]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo:
+	./scripts/demo
+
+test: install
+	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-$(TEST_DATABASE_URL)} \
+		$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+check-migrations: install
+	$(PYTHON) manage.py makemigrations --check --dry-run
+
+typecheck: install
+	$(VENV)/bin/mypy bastion watchers mitigations escalations
+
+bench: install
+	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
+		$(PYTHON) -m bench.evaluation_cycle $(BENCH_ARGS)
