@@ -23,3 +23,9 @@ def schedule_dispatch(sender: Celery, **kwargs: object) -> None:
         # one claims the same work, so the queue never builds a backlog.
         expires=settings.DISPATCH_EVERY_SECONDS,
     )
+    sender.add_periodic_task(
+        settings.RECONCILE_EVERY_SECONDS,
+        sender.signature("mitigations.reconcile_mitigations"),
+        name="reconcile mitigation runs",
+        expires=settings.RECONCILE_EVERY_SECONDS,
+    )

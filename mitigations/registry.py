@@ -1,7 +1,48 @@
-"""Names of the built-in mitigation actions a watcher's steps may use."""
+"""Built-in actions by name; each module under mitigations/actions registers its own."""
 
-# NOTE: only the names exist so far. A step with one of these names is stored
-# and shown, but no executor runs it until the action modules are written.
+from mitigations.actions.base import Action
+
+_ACTIONS: dict[str, Action] = {}
+
+
+class UnknownActionError(KeyError):
+    pass
+
+
+def register(*names: str):  # type: ignore[no-untyped-def]
+    """Register an Action subclass under one or more catalog names."""
+
+    def decorate(cls: type[Action]) -> type[Action]:
+        for name in names:
+            if name in _ACTIONS:
+                raise ValueError(f"action {name!r} is registered twice")
+            instance = cls()
+            instance.name = name  # type: ignore[misc]
+            _ACTIONS[name] = instance
+        return cls
+
+    return decorate
+
+
+def _load() -> None:
+    import mitigations.actions  # noqa: F401 - registers every built-in action
+
+
+def get_action(name: str) -> Action:
+    _load()
+    try:
+        return _ACTIONS[name]
+    except KeyError:
+        raise UnknownActionError(name) from None
+
+
+def action_names() -> frozenset[str]:
+    _load()
+    return frozenset(_ACTIONS)
+
+
+# The catalog's action names. Until every module registers its actions, the
+# names not yet implemented stay known so that the catalog still imports.
 KNOWN_ACTIONS: frozenset[str] = frozenset(
     {
         "scale_replicas",

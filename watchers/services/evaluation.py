@@ -36,6 +36,7 @@ from watchers.services.judging import (
 )
 from watchers.services.prometheus import PrometheusClient, Sample
 from watchers.services.promql import PromQLError, check_instant_query
+from watchers.signals import incident_opened
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ def _persist(
         for watcher in watchers:
             _evaluate_one(watcher, outcome, writer, slot, report)
         writer.flush(report)
+        opened = list(writer.opened_now)
+        transaction.on_commit(lambda: _announce_opened(opened))
         Watcher.objects.bulk_update(
             watchers,
             [
@@ -212,6 +215,11 @@ def _evaluate_one(
     watcher.consecutive_errors = 0
     watcher.last_value = _headline_value(watcher, samples)
     writer.apply(watcher, samples)
+
+
+def _announce_opened(incident_ids: list[int]) -> None:
+    for incident_id in incident_ids:
+        incident_opened.send(sender=Incident, incident_id=incident_id)
 
 
 def _mark_unhealthy(watcher: Watcher, health: str, message: str) -> None:

@@ -1,0 +1,1 @@
+"""Built-in actions, one module per kind; importing this registers them all."""

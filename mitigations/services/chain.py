@@ -1,0 +1,379 @@
+"""Running a watcher's steps for an incident, one attempt at a time.
+
+Every step of an attempt gets its ActionRun row before anything acts. A
+worker runs a step only after its conditional UPDATE moved the row from
+queued (or approved) to running, so a task delivered twice runs the step
+once. Before acting, the step rechecks that the incident is still firing.
+A failed step ends the attempt unless the step may continue; after the
+last step the attempt waits to see the metric recover.
+
+The functions return what should happen next (the next run, a verification)
+and leave the scheduling to the Celery tasks.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mitigations.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    ParameterError,
+)
+from mitigations.choices import FINISHED_STATUSES, AttemptStatus, RunStatus
+from mitigations.models import (
+    ActionRun,
+    AutomationSwitch,
+    MitigationAttempt,
+    MitigationBaseline,
+)
+from mitigations.registry import UnknownActionError, get_action
+from mitigations.services import guardrails, parameters
+from watchers.choices import Mode
+from watchers.models import Incident
+
+logger = logging.getLogger(__name__)
+
+SECRET_WORDS = ("password", "token", "secret", "credential")
+# What _claim returns when another worker changed the run first.
+CLAIMED_ELSEWHERE = "claimed elsewhere"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    run_id: int
+    status: str
+    next_run_id: int | None = None
+    verify_attempt_id: int | None = None
+
+
+def start_attempt(
+    incident_id: int, number: int, now: datetime | None = None
+) -> ActionRun | None:
+    """Create attempt ``number`` and its runs; return the first run to execute.
+
+    The number makes the call idempotent: a second call for the same number
+    finds the attempt already there and starts nothing.
+    """
+    now = now or timezone.now()
+    incident = Incident.objects.select_related("watcher").filter(pk=incident_id).first()
+    if incident is None or incident.resolved_at is not None or incident.watcher is None:
+        return None
+    watcher = incident.watcher
+    steps = list(watcher.steps.order_by("position"))
+    if watcher.mode == Mode.PAUSED or not steps:
+        return None
+    if number > settings.MAX_MITIGATION_ATTEMPTS:
+        return None
+    dry_run = incident.is_shadow or watcher.mode == Mode.SHADOW
+    try:
+        with transaction.atomic():
+            attempt = MitigationAttempt.objects.create(
+                incident=incident, number=number, dry_run=dry_run, started_at=now
+            )
+            ActionRun.objects.bulk_create(
+                ActionRun(
+                    attempt=attempt,
+                    incident=incident,
+                    step=step,
+                    position=step.position,
+                    action=step.action,
+                    risk=_risk_of(step.action),
+                    dry_run=dry_run or step.dry_run,
+                    continue_on_failure=step.continue_on_failure,
+                    timeout_seconds=step.timeout_seconds,
+                    queued_at=now,
+                )
+                for step in steps
+            )
+    except IntegrityError:
+        return None
+    logger.info(
+        "mitigation attempt %s started for incident %s (%s steps%s)",
+        number,
+        incident.pk,
+        len(steps),
+        ", dry run" if dry_run else "",
+    )
+    return attempt.runs.order_by("position").first()
+
+
+def _risk_of(action_name: str) -> str:
+    try:
+        return str(get_action(action_name).risk)
+    except UnknownActionError:
+        return ""
+
+
+def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
+    """Run one step if it is still to run, and say what comes next."""
+    now = now or timezone.now()
+    run = (
+        ActionRun.objects.select_related("attempt", "incident", "step")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None:
+        return StepResult(run_id, "missing")
+    if run.status in FINISHED_STATUSES or run.status in (
+        RunStatus.RUNNING,
+        RunStatus.WAITING_APPROVAL,
+    ):
+        return StepResult(run.pk, run.status)
+
+    if run.incident.resolved_at is not None:
+        finish_run(
+            run, RunStatus.SKIPPED, error="the incident resolved before this step ran"
+        )
+        end_attempt(run.attempt, AttemptStatus.STOPPED, "the incident resolved", now)
+        return StepResult(run.pk, RunStatus.SKIPPED)
+
+    prepared = _prepare(run)
+    if isinstance(prepared, str):
+        finish_run(run, RunStatus.FAILED, error=prepared, now=now)
+        return after_run(run, RunStatus.FAILED, prepared, now)
+    action, params = prepared
+
+    policy = run.step.approval if run.step else "default"
+    if run.status == RunStatus.QUEUED and guardrails.needs_approval(
+        run, action, policy
+    ):
+        ActionRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.WAITING_APPROVAL, inputs=run.inputs, target=run.target
+        )
+        logger.info("run %s (%s) waits for approval", run.pk, run.action)
+        return StepResult(run.pk, RunStatus.WAITING_APPROVAL)
+
+    verdict = _claim(run, now)
+    if verdict.status != RunStatus.RUNNING:
+        if verdict.status in (RunStatus.BLOCKED, RunStatus.SKIPPED):
+            return after_run(run, verdict.status, verdict.reason, now)
+        return StepResult(run.pk, verdict.status)
+
+    status, output, error, tries = _perform(action, _context(run, params), run.dry_run)
+    if not finish_run(
+        run, status, output=output, error=error, tries=tries, now=timezone.now()
+    ):
+        # The reconciler declared the run lost while it ran; its word stands.
+        return StepResult(run.pk, RunStatus.LOST)
+    return after_run(run, status, error, timezone.now())
+
+
+def _prepare(run: ActionRun) -> tuple[Action, dict[str, Any]] | str:
+    """Resolve the action and its parameters, or return why that failed."""
+    try:
+        action = get_action(run.action)
+    except UnknownActionError:
+        return f"unknown action {run.action!r}"
+    step_values = run.step.parameters if run.step else {}
+    try:
+        params = parameters.resolve(action, step_values, run.incident.labels)
+    except ParameterError as error:
+        return f"invalid parameters for {run.action}: {error}"
+    run.inputs = redact(params)
+    run.target = action.target(params)[:300]
+    return action, params
+
+
+def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
+    """Apply the guardrails and move the run to running, under the switch's lock."""
+    guardrails.automation_switch()
+    with transaction.atomic():
+        switch = AutomationSwitch.objects.select_for_update().get(pk=1)
+        verdict = guardrails.ALLOWED
+        if not run.dry_run:
+            verdict = guardrails.check_switch(switch)
+            if verdict == guardrails.ALLOWED:
+                verdict = guardrails.check_cooldown(run, now)
+            if verdict == guardrails.ALLOWED:
+                verdict = guardrails.check_budget(now)
+        if verdict != guardrails.ALLOWED:
+            updated = ActionRun.objects.filter(
+                pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.APPROVED]
+            ).update(
+                status=verdict.status,
+                error=verdict.reason,
+                inputs=run.inputs,
+                target=run.target,
+                finished_at=now,
+            )
+            if not updated:
+                return guardrails.Verdict(CLAIMED_ELSEWHERE)
+            logger.warning(
+                "run %s (%s) %s: %s", run.pk, run.action, verdict.status, verdict.reason
+            )
+            return verdict
+        claimed = ActionRun.objects.filter(
+            pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.APPROVED]
+        ).update(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            deadline_at=now + timedelta(seconds=run.timeout_seconds),
+            inputs=run.inputs,
+            target=run.target,
+        )
+    if claimed != 1:
+        return guardrails.Verdict(CLAIMED_ELSEWHERE)
+    return guardrails.Verdict(RunStatus.RUNNING)
+
+
+def _context(run: ActionRun, params: dict[str, Any]) -> ActionContext:
+    previous = {
+        earlier.action: earlier.output
+        for earlier in run.attempt.runs.filter(position__lt=run.position).order_by(
+            "position"
+        )
+    }
+
+    def remember(key: str, value: Any) -> Any:
+        baseline, _ = MitigationBaseline.objects.get_or_create(
+            incident_id=run.incident_id, key=key, defaults={"value": value}
+        )
+        return baseline.value
+
+    return ActionContext(
+        incident_id=run.incident_id,
+        labels=dict(run.incident.labels),
+        params=params,
+        previous=previous,
+        deadline=time.monotonic() + run.timeout_seconds,
+        run_id=run.pk,
+        remember=remember,
+    )
+
+
+def _perform(
+    action: Action, context: ActionContext, dry_run: bool
+) -> tuple[str, dict[str, Any], str, int]:
+    """Run the action, retrying what a retry can fix; never raises."""
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            if dry_run:
+                return RunStatus.DRY_RUN, action.dry_run(context), "", tries
+            return RunStatus.SUCCEEDED, action.run(context), "", tries
+        except ActionError as error:
+            can_retry = (
+                error.retryable
+                and tries <= settings.STEP_RETRIES
+                and context.remaining_seconds() > 1
+            )
+            logger.warning(
+                "run %s (%s) failed on try %s%s: %s",
+                context.run_id,
+                action.name,
+                tries,
+                ", retrying" if can_retry else "",
+                error,
+            )
+            if not can_retry:
+                return RunStatus.FAILED, {}, str(error), tries
+            time.sleep(min(2.0, 0.25 * 2 ** (tries - 1), context.remaining_seconds()))
+        except Exception as error:
+            logger.exception("run %s (%s) raised", context.run_id, action.name)
+            return RunStatus.FAILED, {}, f"unexpected error: {error!r}", tries
+
+
+def finish_run(
+    run: ActionRun,
+    status: str,
+    *,
+    output: dict[str, Any] | None = None,
+    error: str = "",
+    tries: int = 0,
+    now: datetime | None = None,
+) -> bool:
+    """Record the outcome if the run is still open; return whether it was."""
+    updated = (
+        ActionRun.objects.filter(pk=run.pk)
+        .exclude(status__in=FINISHED_STATUSES)
+        .update(
+            status=status,
+            output=output or {},
+            error=error,
+            tries=tries,
+            inputs=run.inputs,
+            target=run.target,
+            finished_at=now or timezone.now(),
+        )
+    )
+    if updated:
+        logger.info(
+            "run %s (%s on %s) for incident %s: %s%s",
+            run.pk,
+            run.action,
+            run.target or "-",
+            run.incident_id,
+            status,
+            f": {error}" if error else "",
+        )
+    return bool(updated)
+
+
+def after_run(run: ActionRun, status: str, error: str, now: datetime) -> StepResult:
+    """Pick the next run, or end the attempt."""
+    went_on = status in (RunStatus.SUCCEEDED, RunStatus.DRY_RUN, RunStatus.SKIPPED)
+    if not went_on and not run.continue_on_failure:
+        end_attempt(
+            run.attempt,
+            AttemptStatus.FAILED
+            if status != RunStatus.BLOCKED
+            else AttemptStatus.STOPPED,
+            f"step {run.position} ({run.action}) {status}: {error}",
+            now,
+        )
+        return StepResult(run.pk, status)
+    following = (
+        run.attempt.runs.filter(position__gt=run.position).order_by("position").first()
+    )
+    if following is not None:
+        return StepResult(run.pk, status, next_run_id=following.pk)
+    attempt = run.attempt
+    if attempt.dry_run or all(r.dry_run for r in attempt.runs.all()):
+        end_attempt(attempt, AttemptStatus.STOPPED, "dry run: nothing was changed", now)
+        return StepResult(run.pk, status)
+    MitigationAttempt.objects.filter(
+        pk=attempt.pk, status=AttemptStatus.RUNNING
+    ).update(
+        status=AttemptStatus.VERIFYING,
+        verify_at=now + timedelta(seconds=settings.VERIFY_WINDOW_SECONDS),
+    )
+    return StepResult(run.pk, status, verify_attempt_id=attempt.pk)
+
+
+def end_attempt(
+    attempt: MitigationAttempt, status: str, note: str, now: datetime
+) -> None:
+    updated = MitigationAttempt.objects.filter(
+        pk=attempt.pk, status__in=[AttemptStatus.RUNNING, AttemptStatus.VERIFYING]
+    ).update(status=status, note=note[:2000], finished_at=now)
+    if updated:
+        logger.info(
+            "mitigation attempt %s of incident %s %s: %s",
+            attempt.number,
+            attempt.incident_id,
+            status,
+            note,
+        )
+    if status != AttemptStatus.MITIGATED:
+        attempt.runs.filter(status=RunStatus.QUEUED).update(
+            status=RunStatus.SKIPPED,
+            error=f"not run: the attempt {status}",
+            finished_at=now,
+        )
+
+
+def redact(params: dict[str, Any]) -> dict[str, Any]:
+    """Hide values whose names suggest secrets before a run stores its inputs."""
+    return {
+        name: "***" if any(word in name.lower() for word in SECRET_WORDS) else value
+        for name, value in params.items()
+    }

@@ -1,0 +1,99 @@
+"""The limits every automated step passes before it acts.
+
+In order: the kill switch, approval, the cooldown per action and target, and
+the global budget of automated actions per hour. Dry runs change nothing, so
+none of these limits applies to them.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from mitigations.actions.base import Action
+from mitigations.choices import ApprovalPolicy, Risk, RunStatus
+from mitigations.models import ActionRun, AutomationSwitch
+
+EXECUTED_STATUSES = (
+    RunStatus.RUNNING,
+    RunStatus.SUCCEEDED,
+    RunStatus.FAILED,
+    RunStatus.LOST,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # a RunStatus; QUEUED means the step may run
+    reason: str = ""
+
+
+ALLOWED = Verdict(RunStatus.QUEUED)
+
+
+def automation_switch() -> AutomationSwitch:
+    switch, _ = AutomationSwitch.objects.get_or_create(pk=1)
+    return switch
+
+
+def needs_approval(run: ActionRun, action: Action, policy: str) -> bool:
+    if run.dry_run:
+        return False
+    if policy == ApprovalPolicy.ALWAYS:
+        return True
+    if policy == ApprovalPolicy.NEVER:
+        return False
+    return action.risk == Risk.DESTRUCTIVE
+
+
+def check_switch(switch: AutomationSwitch) -> Verdict:
+    if switch.enabled:
+        return ALLOWED
+    who = f" by {switch.changed_by}" if switch.changed_by_id else ""
+    reason = f": {switch.reason}" if switch.reason else ""
+    return Verdict(RunStatus.BLOCKED, f"automation is switched off{who}{reason}")
+
+
+def check_cooldown(run: ActionRun, now: datetime) -> Verdict:
+    seconds = settings.ACTION_COOLDOWN_SECONDS
+    if not seconds or not run.target:
+        return ALLOWED
+    recent = (
+        ActionRun.objects.filter(
+            action=run.action,
+            target=run.target,
+            status=RunStatus.SUCCEEDED,
+            dry_run=False,
+            finished_at__gte=now - timedelta(seconds=seconds),
+        )
+        .exclude(pk=run.pk)
+        .order_by("-finished_at")
+        .first()
+    )
+    if recent is None or recent.finished_at is None:
+        return ALLOWED
+    allowed_at = recent.finished_at + timedelta(seconds=seconds)
+    return Verdict(
+        RunStatus.SKIPPED,
+        f"cooldown: {run.action} on {run.target} succeeded at "
+        f"{recent.finished_at:%H:%M:%S} (run {recent.pk}); it may run again from "
+        f"{allowed_at:%H:%M:%S}",
+    )
+
+
+def check_budget(now: datetime) -> Verdict:
+    """Must run while the automation switch row is locked, so counts cannot race."""
+    budget = settings.AUTOMATION_BUDGET_PER_HOUR
+    used = ActionRun.objects.filter(
+        dry_run=False,
+        status__in=EXECUTED_STATUSES,
+        started_at__gte=now - timedelta(hours=1),
+    ).count()
+    if used < budget:
+        return ALLOWED
+    return Verdict(
+        RunStatus.BLOCKED,
+        f"budget exhausted: {used} automated actions in the last hour, the limit "
+        f"is {budget} (BASTION_AUTOMATION_BUDGET_PER_HOUR); automation is paused "
+        "until older actions leave the hour",
+    )
