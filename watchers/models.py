@@ -156,6 +156,15 @@ class Incident(models.Model):
     )
     opened_at = models.DateTimeField(db_index=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When people were first called in; from then on every "
+        "automated step waits for a decision.",
+    )
+    escalation_severity = models.CharField(
+        max_length=10, choices=Severity.choices, blank=True
+    )
 
     class Meta:
         ordering = ["-opened_at"]

@@ -371,6 +371,28 @@ def end_attempt(
         )
 
 
+def hold_remaining(incident_id: int) -> list[int]:
+    """Put the incident's queued steps on hold for a person; return their ids.
+
+    Called when an incident escalates. A step already running finishes.
+    """
+    held = list(
+        ActionRun.objects.filter(
+            incident_id=incident_id, status=RunStatus.QUEUED, dry_run=False
+        ).values_list("pk", flat=True)
+    )
+    ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
+        status=RunStatus.WAITING_APPROVAL
+    )
+    if held:
+        logger.info(
+            "incident %s escalated: %s queued steps wait for a decision",
+            incident_id,
+            len(held),
+        )
+    return held
+
+
 def redact(params: dict[str, Any]) -> dict[str, Any]:
     """Hide values whose names suggest secrets before a run stores its inputs."""
     return {

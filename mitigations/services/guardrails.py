@@ -37,8 +37,11 @@ def automation_switch() -> AutomationSwitch:
 
 
 def needs_approval(run: ActionRun, action: Action, policy: str) -> bool:
+    """Dry runs never wait; every step of an escalated incident does."""
     if run.dry_run:
         return False
+    if run.incident.escalated_at is not None:
+        return True
     if policy == ApprovalPolicy.ALWAYS:
         return True
     if policy == ApprovalPolicy.NEVER:

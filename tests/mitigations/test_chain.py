@@ -399,3 +399,23 @@ def test_stranded_queued_run_is_found_for_redelivery(receiver):
         queued_at=timezone.now() - timedelta(minutes=5)
     )
     assert verification.stranded_runs() == [run.pk]
+
+
+def test_escalated_incident_holds_every_step(receiver):
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+    Incident.objects.filter(pk=incident.pk).update(escalated_at=timezone.now())
+
+    results = drive(incident)
+
+    assert receiver.requests == []
+    assert results[-1].status == RunStatus.WAITING_APPROVAL
+
+
+def test_hold_remaining_puts_queued_steps_on_hold(receiver):
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+    chain.start_attempt(incident.pk, 1)
+
+    held = chain.hold_remaining(incident.pk)
+
+    assert len(held) == 2
+    assert statuses(incident) == [RunStatus.WAITING_APPROVAL] * 2
