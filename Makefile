@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install demo test lint check-migrations typecheck bench
+.PHONY: install demo test lint check-migrations typecheck bench bench-mitigation
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -33,3 +33,7 @@ typecheck: install
 bench: install
 	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
 		$(PYTHON) -m bench.evaluation_cycle $(BENCH_ARGS)
+
+bench-mitigation: install
+	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
+		$(PYTHON) -m bench.mitigation_latency $(BENCH_ARGS)

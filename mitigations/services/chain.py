@@ -184,9 +184,8 @@ def _prepare(run: ActionRun) -> tuple[Action, dict[str, Any]] | str:
 
 def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
     """Apply the guardrails and move the run to running, under the switch's lock."""
-    guardrails.automation_switch()
     with transaction.atomic():
-        switch = AutomationSwitch.objects.select_for_update().get(pk=1)
+        switch = _locked_switch()
         verdict = guardrails.ALLOWED
         if not run.dry_run:
             verdict = guardrails.check_switch(switch)
@@ -224,13 +223,24 @@ def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
     return guardrails.Verdict(RunStatus.RUNNING)
 
 
+def _locked_switch() -> AutomationSwitch:
+    """Lock the kill switch row, creating it on first use."""
+    try:
+        return AutomationSwitch.objects.select_for_update().get(pk=1)
+    except AutomationSwitch.DoesNotExist:
+        guardrails.automation_switch()
+        return AutomationSwitch.objects.select_for_update().get(pk=1)
+
+
 def _context(run: ActionRun, params: dict[str, Any]) -> ActionContext:
-    previous = {
-        earlier.action: earlier.output
-        for earlier in run.attempt.runs.filter(position__lt=run.position).order_by(
-            "position"
-        )
-    }
+    earlier_runs = run.attempt.runs.filter(position__lt=run.position).order_by(
+        "position"
+    )
+    previous = (
+        {earlier.action: earlier.output for earlier in earlier_runs}
+        if run.position > 1
+        else {}
+    )
 
     def remember(key: str, value: Any) -> Any:
         baseline, _ = MitigationBaseline.objects.get_or_create(
