@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "watchers",
     "mitigations",
     "escalations",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -118,6 +119,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# With Redis, a task taken by a worker that died is delivered again only
+# after this timeout. Keep it above the longest step timeout.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.read_int("BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, 1)
+}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -158,6 +164,7 @@ VERIFY_EVERY_SECONDS = env.read_float("VERIFY_EVERY_SECONDS", 10.0, 0.1)
 MAX_MITIGATION_ATTEMPTS = env.read_int("MAX_MITIGATION_ATTEMPTS", 3, 1)
 STEP_RETRIES = env.read_int("STEP_RETRIES", 2, 0)
 RECONCILE_EVERY_SECONDS = env.read_float("RECONCILE_EVERY_SECONDS", 30.0, 1)
+RECONCILE_GRACE_SECONDS = env.read_int("RECONCILE_GRACE_SECONDS", 30, 0)
 
 LOG_LEVEL = env.read_str("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -25,8 +25,6 @@ from watchers.services.prometheus import PrometheusClient, PrometheusError
 
 logger = logging.getLogger(__name__)
 
-STALE_GRACE_SECONDS = 30
-
 
 def series_recovered(
     incident: Incident, client: PrometheusClient | None = None
@@ -94,7 +92,7 @@ def reconcile_stale_runs(now: datetime | None = None) -> list[StepResult]:
     results = []
     stale = ActionRun.objects.select_related("attempt", "incident", "step").filter(
         status=RunStatus.RUNNING,
-        deadline_at__lt=now - timedelta(seconds=STALE_GRACE_SECONDS),
+        deadline_at__lt=now - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS),
     )
     for run in stale:
         status, message = _reconcile_one(run)
@@ -133,7 +131,7 @@ def _reconcile_one(run: ActionRun) -> tuple[str, str]:
 def stranded_runs(now: datetime | None = None) -> list[int]:
     """Queued runs whose task never arrived: the first open run of a running attempt."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=STALE_GRACE_SECONDS)
+    cutoff = now - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     found = []
     attempts = MitigationAttempt.objects.filter(status=AttemptStatus.RUNNING)
     for attempt in attempts:
