@@ -1,8 +1,11 @@
 """Built-in actions by name; each module under mitigations/actions registers its own."""
 
-from mitigations.actions.base import Action
+from typing import TYPE_CHECKING
 
-_ACTIONS: dict[str, Action] = {}
+if TYPE_CHECKING:  # importing the actions package here would be circular
+    from mitigations.actions.base import Action
+
+_ACTIONS: dict[str, "Action"] = {}
 
 
 class UnknownActionError(KeyError):
@@ -12,7 +15,7 @@ class UnknownActionError(KeyError):
 def register(*names: str):  # type: ignore[no-untyped-def]
     """Register an Action subclass under one or more catalog names."""
 
-    def decorate(cls: type[Action]) -> type[Action]:
+    def decorate(cls: type["Action"]) -> type["Action"]:
         for name in names:
             if name in _ACTIONS:
                 raise ValueError(f"action {name!r} is registered twice")
@@ -28,7 +31,7 @@ def _load() -> None:
     import mitigations.actions  # noqa: F401 - registers every built-in action
 
 
-def get_action(name: str) -> Action:
+def get_action(name: str) -> "Action":
     _load()
     try:
         return _ACTIONS[name]
