@@ -120,8 +120,8 @@ def evaluate_watchers(
     report.query_seconds = time.perf_counter() - query_started
     report.requests = outcome.requests
 
-    _persist(watchers, outcome, slot, report)
-    _record_datasource(client.url, outcome, slot, report)
+    _persist(watchers, outcome, slot, now, report)
+    _record_datasource(client.url, outcome, now, report)
     report.total_seconds = time.perf_counter() - started
     logger.info(
         "evaluated %s of %s watchers for slot %s in %.3fs (%s requests, "
@@ -150,7 +150,11 @@ def _record_datasource(
 
 
 def _persist(
-    watchers: list[Watcher], outcome: BatchOutcome, slot: datetime, report: CycleReport
+    watchers: list[Watcher],
+    outcome: BatchOutcome,
+    slot: datetime,
+    now: datetime,
+    report: CycleReport,
 ) -> None:
     with transaction.atomic():
         # Lock the rows and keep only those whose slot is still ours.
@@ -161,9 +165,9 @@ def _persist(
         )
         watchers = [w for w in watchers if w.id in current]
         judged = [w for w in watchers if w.id in outcome.samples]
-        writer = _SeriesWriter(judged, slot)
+        writer = _SeriesWriter(judged, slot, now)
         for watcher in watchers:
-            _evaluate_one(watcher, outcome, writer, slot, report)
+            _evaluate_one(watcher, outcome, writer, now, report)
         writer.flush(report)
         opened = list(writer.opened_now)
         transaction.on_commit(lambda: _announce_opened(opened))
@@ -186,10 +190,10 @@ def _evaluate_one(
     watcher: Watcher,
     outcome: BatchOutcome,
     writer: "_SeriesWriter",
-    slot: datetime,
+    now: datetime,
     report: CycleReport,
 ) -> None:
-    watcher.last_evaluated_at = slot
+    watcher.last_evaluated_at = now
     error = outcome.errors.get(watcher.id)
     if error is not None:
         _mark_unhealthy(watcher, Health.ERROR, error)
@@ -243,8 +247,11 @@ def _headline_value(watcher: Watcher, samples: list[Sample]) -> float | None:
 class _SeriesWriter:
     """Collects series-state and incident writes, then writes them in bulk."""
 
-    def __init__(self, watchers: list[Watcher], slot: datetime) -> None:
+    def __init__(self, watchers: list[Watcher], slot: datetime, now: datetime) -> None:
+        # The slot drives the pending and resolve clocks; ``now`` is what
+        # people read: when the incident opened or resolved.
         self.slot = slot
+        self.now = now
         ids = [w.id for w in watchers]
         self.states: dict[tuple[int, str], SeriesState] = {}
         self.keys_by_watcher: dict[int, set[str]] = defaultdict(set)
@@ -324,7 +331,7 @@ class _SeriesWriter:
         state.pending_since = memory.pending_since
         state.cleared_since = memory.cleared_since
         state.last_value = _storable(memory.last_value)
-        state.last_evaluated_at = self.slot
+        state.last_evaluated_at = self.now
         state.incident = self.incidents.get((watcher.id, memory.fingerprint))
 
     def _open(self, watcher: Watcher, memory: SeriesMemory) -> None:
@@ -344,7 +351,7 @@ class _SeriesWriter:
                     f"{watcher.threshold:g}",
                     last_value=value,
                     peak_value=value,
-                    opened_at=self.slot,
+                    opened_at=self.now,
                 )
         except IntegrityError:
             # The unique constraint says this series already has an open
@@ -374,7 +381,7 @@ class _SeriesWriter:
         if incident is None:
             return
         incident.state = IncidentState.RESOLVED
-        incident.resolved_at = self.slot
+        incident.resolved_at = self.now
         self.resolved.append(incident)
         logger.info("incident %s resolved: watcher %s", incident.pk, watcher.name)
 
@@ -411,7 +418,7 @@ class _SeriesWriter:
         if self.resolved:
             Incident.objects.filter(
                 Q(pk__in=[i.pk for i in self.resolved]), resolved_at__isnull=True
-            ).update(state=IncidentState.RESOLVED, resolved_at=self.slot)
+            ).update(state=IncidentState.RESOLVED, resolved_at=self.now)
         report.opened.extend(self.opened_now)
         report.resolved.extend(i.pk for i in self.resolved)
 
