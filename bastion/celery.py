@@ -29,3 +29,21 @@ def schedule_dispatch(sender: Celery, **kwargs: object) -> None:
         name="reconcile mitigation runs",
         expires=settings.RECONCILE_EVERY_SECONDS,
     )
+    sender.add_periodic_task(
+        30.0,
+        sender.signature("mitigations.expire_approvals"),
+        name="expire approval requests",
+        expires=30.0,
+    )
+    sender.add_periodic_task(
+        60.0,
+        sender.signature("mitigations.restore_rate_limits"),
+        name="restore lowered rate limits",
+        expires=60.0,
+    )
+    sender.add_periodic_task(
+        settings.ESCALATE_EVERY_SECONDS,
+        sender.signature("escalations.evaluate_escalations"),
+        name="evaluate escalations",
+        expires=settings.ESCALATE_EVERY_SECONDS,
+    )

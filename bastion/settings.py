@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.RequestAddressMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -78,6 +79,10 @@ TEMPLATES = [
 _database_url = env.read_str("DATABASE_URL", "")
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Lets kill_long_running_queries recognise and spare every Bastion
+        # connection by name, over TCP and unix sockets alike.
+        DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = "bastion"
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -165,6 +170,20 @@ MAX_MITIGATION_ATTEMPTS = env.read_int("MAX_MITIGATION_ATTEMPTS", 3, 1)
 STEP_RETRIES = env.read_int("STEP_RETRIES", 2, 0)
 RECONCILE_EVERY_SECONDS = env.read_float("RECONCILE_EVERY_SECONDS", 30.0, 1)
 RECONCILE_GRACE_SECONDS = env.read_int("RECONCILE_GRACE_SECONDS", 30, 0)
+
+# Escalation and notifications.
+ESCALATE_EVERY_SECONDS = env.read_float("ESCALATE_EVERY_SECONDS", 10.0, 1)
+ESCALATION_REPEAT_SECONDS = env.read_int("ESCALATION_REPEAT_SECONDS", 1800, 0)
+NOTIFICATION_RETRIES = env.read_int("NOTIFICATION_RETRIES", 3, 0)
+NOTIFICATION_TIMEOUT_SECONDS = env.read_float("NOTIFICATION_TIMEOUT_SECONDS", 10.0, 0.1)
+NOTIFICATION_BACKOFF_SECONDS = env.read_float("NOTIFICATION_BACKOFF_SECONDS", 0.5, 0)
+
+# Approvals and the audit log.
+APPROVAL_TIMEOUT_SECONDS = env.read_int("APPROVAL_TIMEOUT_SECONDS", 1800, 1)
+TRUST_X_FORWARDED_FOR = env.read_bool("TRUST_X_FORWARDED_FOR", False)
+
+# Absolute paths of the only programs the command runner may start.
+COMMAND_ALLOWLIST = env.read_list("COMMAND_ALLOWLIST", [])
 
 LOG_LEVEL = env.read_str("LOG_LEVEL", "INFO")
 LOGGING = {

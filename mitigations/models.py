@@ -199,3 +199,52 @@ class MitigationBaseline(models.Model):
 
     def __str__(self) -> str:
         return f"incident {self.incident_id} {self.key}={self.value!r}"
+
+
+class Decision(models.TextChoices):
+    PENDING = "pending", "pending"
+    APPROVED = "approved", "approved"
+    REJECTED = "rejected", "rejected"
+    EXPIRED = "expired", "expired: nobody decided in time"
+
+
+class Approval(models.Model):
+    """A person's approve or reject for one step that waits; decided once."""
+
+    run = models.OneToOneField(
+        ActionRun, on_delete=models.CASCADE, related_name="approval"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The person who proposed the step. Empty: the automation.",
+    )
+    requested_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    decision = models.CharField(
+        max_length=10, choices=Decision.choices, default=Decision.PENDING
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    decided_from = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [("decide_approval", "Can approve or reject a waiting step")]
+
+    def __str__(self) -> str:
+        return f"approval {self.pk} for run {self.run_id}: {self.decision}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.decision == Decision.PENDING

@@ -52,3 +52,17 @@ def reconcile_mitigations() -> int:
     for run_id in verification.stranded_runs():
         run_mitigation_step.delay(run_id)
     return len(results)
+
+
+@shared_task(name="mitigations.restore_rate_limits", ignore_result=True)
+def restore_rate_limits() -> int:
+    from mitigations.actions import redis_store
+
+    return len(redis_store.restore_rate_limits())
+
+
+@shared_task(name="mitigations.expire_approvals", ignore_result=True)
+def expire_approvals() -> int:
+    from mitigations.services import approvals
+
+    return len(approvals.expire_approvals())

@@ -7,6 +7,7 @@ running it was lost. Errors say whether trying again can help.
 """
 
 import ipaddress
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -129,24 +130,37 @@ class Parameter:
         return converted
 
 
+# A placeholder is a bare label name in braces. Doubled braces are literal
+# braces, and any other braces (PromQL matchers such as {job="api"}) stay.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def expand_labels(value: Any, labels: Mapping[str, str], field: str) -> Any:
     """Replace ``{label}`` in strings (and lists of strings) with label values."""
     if isinstance(value, list):
         return [expand_labels(item, labels, field) for item in value]
-    if not isinstance(value, str) or "{" not in value:
+    if not isinstance(value, str) or ("{" not in value and "}" not in value):
         return value
-    try:
-        return value.format_map(dict(labels))
-    except KeyError as missing:
-        raise ParameterError(
-            field,
-            f"{value!r} names the label {missing}, which the incident does not "
-            f"have; its labels are {sorted(labels) or 'none'}",
-        ) from None
-    except (ValueError, IndexError) as error:
-        raise ParameterError(
-            field, f"{value!r} is not a valid template: {error}"
-        ) from None
+
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name not in labels:
+            raise ParameterError(
+                field,
+                f"{value!r} names the label '{name}', which the incident does not "
+                f"have; its labels are {sorted(labels) or 'none'}",
+            )
+        return str(labels[name])
+
+    return _PLACEHOLDER.sub(substitute, value)
+
+
+def placeholder_names(value: str) -> list[str]:
+    """Label names that ``value`` refers to, in order."""
+    return [m.group(1) for m in _PLACEHOLDER.finditer(value) if m.group(1)]
 
 
 @dataclass

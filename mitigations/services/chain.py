@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -149,6 +150,9 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
             status=RunStatus.WAITING_APPROVAL, inputs=run.inputs, target=run.target
         )
         logger.info("run %s (%s) waits for approval", run.pk, run.action)
+        from mitigations.services import approvals
+
+        transaction.on_commit(lambda: approvals.request_approval(run.pk))
         return StepResult(run.pk, RunStatus.WAITING_APPROVAL)
 
     verdict = _claim(run, now)
@@ -157,7 +161,9 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
             return after_run(run, verdict.status, verdict.reason, now)
         return StepResult(run.pk, verdict.status)
 
-    status, output, error, tries = _perform(action, _context(run, params), run.dry_run)
+    status, output, error, tries = _perform(
+        action, build_context(run, params), run.dry_run
+    )
     if not finish_run(
         run, status, output=output, error=error, tries=tries, now=timezone.now()
     ):
@@ -172,7 +178,8 @@ def _prepare(run: ActionRun) -> tuple[Action, dict[str, Any]] | str:
         action = get_action(run.action)
     except UnknownActionError:
         return f"unknown action {run.action!r}"
-    step_values = run.step.parameters if run.step else {}
+    # A manual proposal has no step: its parameters are the ones proposed.
+    step_values = run.step.parameters if run.step else run.inputs
     try:
         params = parameters.resolve(action, step_values, run.incident.labels)
     except ParameterError as error:
@@ -232,7 +239,8 @@ def _locked_switch() -> AutomationSwitch:
         return AutomationSwitch.objects.select_for_update().get(pk=1)
 
 
-def _context(run: ActionRun, params: dict[str, Any]) -> ActionContext:
+def build_context(run: ActionRun, params: dict[str, Any]) -> ActionContext:
+    """The context a step runs with; reconciliation reads through the same one."""
     earlier_runs = run.attempt.runs.filter(position__lt=run.position).order_by(
         "position"
     )
@@ -287,6 +295,10 @@ def _perform(
             if not can_retry:
                 return RunStatus.FAILED, {}, str(error), tries
             time.sleep(min(2.0, 0.25 * 2 ** (tries - 1), context.remaining_seconds()))
+        except ParameterError as error:
+            # Some values (a label an earlier step produced) only show as
+            # invalid while the step runs; no retry can fix them.
+            return RunStatus.FAILED, {}, f"invalid parameters: {error}", tries
         except Exception as error:
             logger.exception("run %s (%s) raised", context.run_id, action.name)
             return RunStatus.FAILED, {}, f"unexpected error: {error!r}", tries
@@ -394,6 +406,10 @@ def hold_remaining(incident_id: int) -> list[int]:
     ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
         status=RunStatus.WAITING_APPROVAL
     )
+    from mitigations.services import approvals
+
+    for run_id in held:
+        transaction.on_commit(partial(approvals.request_approval, run_id))
     if held:
         logger.info(
             "incident %s escalated: %s queued steps wait for a decision",

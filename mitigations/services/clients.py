@@ -7,6 +7,7 @@ Kubernetes API stand-in through a kubeconfig); nothing here knows about them.
 
 import logging
 import time
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,17 @@ def autoscaling_api() -> kubernetes.client.AutoscalingV2Api:
     return kubernetes.client.AutoscalingV2Api(kubernetes_client())
 
 
-@lru_cache(maxsize=1)
-def target_redis() -> redis.Redis:
-    """The application's Redis (not Bastion's broker), from BASTION_TARGET_REDIS_URL."""
+@lru_cache(maxsize=16)
+def target_redis(db: int | None = None) -> redis.Redis:
+    """The application's Redis (not Bastion's broker), from BASTION_TARGET_REDIS_URL.
+
+    ``db`` selects another database number on the same server; without it the
+    URL's database is used.
+    """
     url = _require("TARGET_REDIS_URL", settings.TARGET_REDIS_URL)
+    if db is not None:
+        # A database in the URL's path would win over a db= keyword argument.
+        url = str(httpx.URL(url).copy_with(path=f"/{db}"))
     return redis.Redis.from_url(
         url, socket_timeout=5, socket_connect_timeout=5, decode_responses=True
     )
@@ -80,11 +88,13 @@ def http_request(
     *,
     timeout_seconds: float = 10.0,
     retries: int = 2,
+    expect_status: Collection[int] = (),
     **kwargs: Any,
 ) -> httpx.Response:
     """Send one request; retry idempotent methods on transient failures.
 
-    A POST or PATCH is sent once: repeating it could repeat its effect.
+    A POST or PATCH is sent once: repeating it could repeat its effect. A
+    status in ``expect_status`` is returned like a 2xx, without a retry.
     Raises RetryableError or PermanentError, never an httpx exception.
     """
     method = method.upper()
@@ -98,30 +108,34 @@ def http_request(
             logger.warning(
                 "%s %s failed on try %s of %s: %s",
                 method,
-                _safe(url),
+                safe_url(url),
                 attempt,
                 tries,
                 type(error).__name__,
             )
         else:
+            if response.status_code in expect_status:
+                return response
             if response.status_code not in RETRYABLE_STATUS or attempt == tries:
                 return _check(method, url, response)
-            last = RetryableError(f"{method} {_safe(url)}: HTTP {response.status_code}")
+            last = RetryableError(
+                f"{method} {safe_url(url)}: HTTP {response.status_code}"
+            )
         if attempt < tries:
             time.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
-    raise RetryableError(f"{method} {_safe(url)} failed: {last}")
+    raise RetryableError(f"{method} {safe_url(url)} failed: {last}")
 
 
 def _check(method: str, url: str, response: httpx.Response) -> httpx.Response:
     if response.is_success:
         return response
-    message = f"{method} {_safe(url)}: HTTP {response.status_code}"
+    message = f"{method} {safe_url(url)}: HTTP {response.status_code}"
     if response.status_code in RETRYABLE_STATUS or response.status_code >= 500:
         raise RetryableError(message)
     raise PermanentError(message)
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """Drop credentials and the query string from a URL before it is logged."""
     parsed = httpx.URL(url)
     return str(parsed.copy_with(userinfo=b"", query=None))

@@ -12,12 +12,17 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from mitigations.actions.base import ActionContext
 from mitigations.choices import AttemptStatus, RunStatus
 from mitigations.models import ActionRun, MitigationAttempt
 from mitigations.registry import UnknownActionError, get_action
 from mitigations.services import parameters
-from mitigations.services.chain import StepResult, after_run, end_attempt, finish_run
+from mitigations.services.chain import (
+    StepResult,
+    after_run,
+    build_context,
+    end_attempt,
+    finish_run,
+)
 from watchers.models import Incident
 from watchers.services.evaluation import rule_for
 from watchers.services.judging import breaches, fingerprint, is_clear
@@ -108,14 +113,7 @@ def _reconcile_one(run: ActionRun) -> tuple[str, str]:
         params = parameters.resolve(
             action, run.step.parameters if run.step else {}, run.incident.labels
         )
-        outcome = action.reconcile(
-            ActionContext(
-                incident_id=run.incident_id,
-                labels=dict(run.incident.labels),
-                params=params,
-                run_id=run.pk,
-            )
-        )
+        outcome = action.reconcile(build_context(run, params))
     except (UnknownActionError, ValueError) as error:
         return RunStatus.LOST, f"{lost}; its outcome is unknown ({error})"
     except Exception as error:  # the reconcile check itself failed

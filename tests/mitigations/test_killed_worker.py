@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from django.utils import timezone
 
 import tests.mitigations.worker_actions  # noqa: F401 - registers test_worker_ping
@@ -15,11 +16,10 @@ from devstack.processes import ProcessGroup
 from devstack.receiver import HttpReceiver
 from mitigations.choices import RunStatus
 from mitigations.models import ActionRun, MitigationStep
-from mitigations.services import verification
+from mitigations.services import chain, verification
 from tests.watchers.factories import make_watcher
 from tests.watchers.test_celery_end_to_end import database_url
 from watchers.models import Incident
-from watchers.signals import incident_opened
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,12 +59,11 @@ def wait_until(condition, timeout_seconds: float, message: str) -> None:
     raise AssertionError(message)
 
 
-def test_killed_worker_never_runs_the_step_twice(tmp_path, settings):
+def test_killed_worker_never_runs_the_step_twice(tmp_path):
     redis_url = f"redis://127.0.0.1:6379/{10 + os.getpid() % 5}"
-    settings.CELERY_BROKER_URL = redis_url
-    from bastion.celery import app
-
-    app.conf.broker_url = redis_url
+    # A Celery app of its own, so the project app's producer pool (already
+    # bound to another broker by earlier tests) cannot send it elsewhere.
+    sender = Celery(broker=redis_url)
     receiver = HttpReceiver(delay_seconds=20)
     watcher = make_watcher()
     MitigationStep.objects.create(
@@ -80,7 +79,8 @@ def test_killed_worker_never_runs_the_step_twice(tmp_path, settings):
     group = ProcessGroup(tmp_path / "logs")
     try:
         start_worker(group, "first", redis_url)
-        incident_opened.send(sender=Incident, incident_id=incident.pk)
+        first_run = chain.start_attempt(incident.pk, 1)
+        sender.send_task("mitigations.run_mitigation_step", args=[first_run.pk])
         wait_until(lambda: receiver.requests, 60, "the step never reached the receiver")
 
         _, first = group.processes[0]

@@ -90,6 +90,9 @@ def watcher_data(**changes: Any) -> dict[str, Any]:
     return data
 
 
+STEP_DEFAULTS = {"position": 1, "timeout_seconds": 60, "approval": "default"}
+
+
 def step_formset(*actions: str) -> dict[str, str]:
     data = {
         "steps-TOTAL_FORMS": str(len(actions)),
@@ -101,6 +104,8 @@ def step_formset(*actions: str) -> dict[str, str]:
         data[f"steps-{index}-position"] = str(index + 1)
         data[f"steps-{index}-action"] = action
         data[f"steps-{index}-parameters"] = "{}"
+        data[f"steps-{index}-timeout_seconds"] = "60"
+        data[f"steps-{index}-approval"] = "default"
     return data
 
 
@@ -290,16 +295,36 @@ def test_admin_add_rejects_unknown_action(admin_client):
 
 def test_step_form_accepts_known_action():
     watcher = make_watcher()
-    data = {"watcher": watcher.pk, "position": 1, "action": "scale_replicas"}
+    data = {**STEP_DEFAULTS, "watcher": watcher.pk, "action": "scale_replicas"}
 
     form = MitigationStepForm(data={**data, "parameters": "{}"})
 
     assert form.is_valid(), form.errors
 
 
+def test_step_form_rejects_parameters_the_action_does_not_take():
+    watcher = make_watcher()
+    data = {**STEP_DEFAULTS, "watcher": watcher.pk, "action": "scale_replicas"}
+
+    form = MitigationStepForm(data={**data, "parameters": '{"replicas": 3}'})
+
+    assert not form.is_valid()
+    assert "field 'replicas': unknown parameter" in form.errors["parameters"][0]
+
+
+def test_step_form_rejects_a_wrongly_typed_parameter():
+    watcher = make_watcher()
+    data = {**STEP_DEFAULTS, "watcher": watcher.pk, "action": "temporary_ip_block"}
+
+    form = MitigationStepForm(data={**data, "parameters": '{"ips": ["not-an-ip"]}'})
+
+    assert not form.is_valid()
+    assert "is not an IP address" in form.errors["parameters"][0]
+
+
 def test_step_form_rejects_unknown_action():
     watcher = make_watcher()
-    data = {"watcher": watcher.pk, "position": 1, "action": "reboot_everything"}
+    data = {**STEP_DEFAULTS, "watcher": watcher.pk, "action": "reboot_everything"}
 
     form = MitigationStepForm(data={**data, "parameters": "{}"})
 

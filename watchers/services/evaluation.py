@@ -25,6 +25,7 @@ from watchers.choices import Health, IncidentKind, IncidentState, Mode
 from watchers.models import Incident, SeriesState, Watcher
 from watchers.services import datasource
 from watchers.services.batching import BatchItem, BatchOutcome, query_all
+from watchers.services.bulk import write_fields
 from watchers.services.claims import update_returning_ids
 from watchers.services.judging import (
     Rule,
@@ -171,7 +172,8 @@ def _persist(
         writer.flush(report)
         opened = list(writer.opened_now)
         transaction.on_commit(lambda: _announce_opened(opened))
-        Watcher.objects.bulk_update(
+        write_fields(
+            Watcher,
             watchers,
             [
                 "health",
@@ -181,7 +183,6 @@ def _persist(
                 "last_value",
                 "last_series_count",
             ],
-            batch_size=500,
         )
         report.evaluated = len(watchers)
 
@@ -399,7 +400,8 @@ class _SeriesWriter:
     def flush(self, report: CycleReport) -> None:
         SeriesState.objects.filter(pk__in=self.deleted).delete()
         SeriesState.objects.bulk_create(self.created, batch_size=500)
-        SeriesState.objects.bulk_update(
+        write_fields(
+            SeriesState,
             self.changed,
             [
                 "labels",
@@ -410,11 +412,8 @@ class _SeriesWriter:
                 "last_evaluated_at",
                 "incident",
             ],
-            batch_size=500,
         )
-        Incident.objects.bulk_update(
-            self.touched_incidents, ["last_value", "peak_value"], batch_size=500
-        )
+        write_fields(Incident, self.touched_incidents, ["last_value", "peak_value"])
         if self.resolved:
             Incident.objects.filter(
                 Q(pk__in=[i.pk for i in self.resolved]), resolved_at__isnull=True

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitigations.registry import KNOWN_ACTIONS
+from mitigations.registry import action_names
 from watchers.choices import Comparison, Mode, Severity
 from watchers.services.catalog.entries import RawEntry, describe_yaml_value
 from watchers.services.catalog.loading import Origin
@@ -178,14 +178,13 @@ def parse_actions(value: object) -> list[str]:
 def _action_problem(action: object) -> str | None:
     if not isinstance(action, str):
         return f"{action!r} is not an action name: write the name as a string"
-    if action in KNOWN_ACTIONS:
+    known = sorted(action_names())
+    if action in known:
         return None
-    close = difflib.get_close_matches(action, KNOWN_ACTIONS, n=1)
+    close = difflib.get_close_matches(action, known, n=1)
     if close:
         return f"unknown action {action!r}: did you mean {close[0]!r}?"
-    return f"unknown action {action!r}: the known actions are " + ", ".join(
-        sorted(KNOWN_ACTIONS)
-    )
+    return f"unknown action {action!r}: the known actions are " + ", ".join(known)
 
 
 def _choice_parser(choices: type[Comparison | Severity | Mode]) -> Callable[..., str]:

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "audit"
+    verbose_name = "audit log"
+
+    def ready(self) -> None:
+        from audit import signals  # noqa: F401 - connects the admin change hook
