@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench.environment import prepare_django
+from bench.pages import write_section
 from bench.plan import Plan
 from bench.stack import BenchStack
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(render_text(results))
     if args.write is not None:
-        args.write.write_text(render_markdown(results))
+        write_section(args.write, "Evaluation cycle", render_markdown(results))
         print(f"wrote {args.write}")
     return 0
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from tempfile import mkdtemp
 
 from bench.environment import load_average, machine_facts, prepare_django
+from bench.pages import write_section
 from devstack.processes import ProcessGroup
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -160,9 +161,45 @@ def render(to_start: list[float], to_finish: list[float], facts: dict) -> str:
     )
 
 
+SECTION = "Firing to first step"
+
+
+def page_section(table: str, facts: dict, runs: int) -> str:
+    machine = ", ".join(
+        f"{name} {facts[name]}" for name in ("CPU", "cores", "memory", "PostgreSQL")
+    )
+    return "\n".join(
+        [
+            f"## {SECTION}",
+            "",
+            "From an incident's firing transition to the start of its first step,",
+            "and from a no-op step's start to its recorded finish, through a real",
+            "Celery worker and Redis broker. Each run opens an incident and sends the",
+            "signal that evaluation sends once its transaction commits; the worker",
+            "claims and runs the step. The first 5 runs warm the worker up and are",
+            "not counted.",
+            "",
+            "Command (the figures come from one run of it):",
+            "",
+            f"    python -m bench.mitigation_latency --runs {runs} "
+            "--write docs/benchmarks.md",
+            "",
+            table,
+            "",
+            f"Machine: {machine}; measured {facts['date']}.",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="measured runs")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        metavar="PATH",
+        help="also write the results into the page at PATH, e.g. docs/benchmarks.md",
+    )
     args = parser.parse_args(argv)
 
     # The benchmark enqueues through the same broker database the worker reads.
@@ -176,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         group.stop()
     facts = machine_facts("/usr/bin/prometheus")
     facts["load"] = load_average()
-    print(render(to_start, to_finish, facts))
+    table = render(to_start, to_finish, facts)
+    print(table)
+    if args.write is not None:
+        write_section(args.write, SECTION, page_section(table, facts, args.runs))
+        print(f"wrote {args.write}")
     return 0
 
 

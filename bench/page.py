@@ -85,10 +85,8 @@ BREACH_TEXT = [
 
 
 def render_markdown(results: Results) -> str:
-    """Return the docs/benchmarks.md page."""
+    """Return the evaluation-cycle section of docs/benchmarks.md."""
     lines = [
-        "# Benchmarks",
-        "",
         "## Evaluation cycle",
         "",
         *METHOD,
