@@ -215,6 +215,7 @@ def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
             logger.warning(
                 "run %s (%s) %s: %s", run.pk, run.action, verdict.status, verdict.reason
             )
+            record_step(run, verdict.status, verdict.reason)
             return verdict
         claimed = ActionRun.objects.filter(
             pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.APPROVED]
@@ -337,7 +338,21 @@ def finish_run(
             status,
             f": {error}" if error else "",
         )
+        record_step(run, status, error)
     return bool(updated)
+
+
+def record_step(run: ActionRun, status: str, error: str = "") -> None:
+    """Write a step's outcome to the audit log."""
+    from audit.services import record
+
+    record(
+        "step.finished",
+        f"step {run.position} {run.action} on {run.target or '-'}: {status}"
+        + (f": {error}" if error else ""),
+        incident_id=run.incident_id,
+        details={"run_id": run.pk, "status": status, "dry_run": run.dry_run},
+    )
 
 
 def after_run(run: ActionRun, status: str, error: str, now: datetime) -> StepResult:

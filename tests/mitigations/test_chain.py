@@ -419,3 +419,22 @@ def test_hold_remaining_puts_queued_steps_on_hold(receiver):
 
     assert len(held) == 2
     assert statuses(incident) == [RunStatus.WAITING_APPROVAL] * 2
+
+
+def test_each_step_outcome_is_in_the_audit_log(receiver):
+    from audit.models import AuditEvent
+
+    receiver.statuses = [200, 400]
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+
+    drive(incident)
+
+    summaries = list(
+        AuditEvent.objects.filter(incident_id=incident.pk, kind="step.finished")
+        .order_by("created_at")
+        .values_list("summary", flat=True)
+    )
+    assert summaries[0] == "step 1 test_ping on service sandra-api: succeeded"
+    assert summaries[1].startswith(
+        "step 2 test_ping_other on service sandra-api: failed"
+    )

@@ -246,3 +246,35 @@ def test_failed_query_keeps_open_incidents(exporter, settle, client):
     assert watcher.health == Health.ERROR
     assert watcher.consecutive_errors == 4
     assert open_incidents(watcher).count() == 1
+
+
+def test_open_and_resolve_are_in_the_audit_log(exporter, settle, client):
+    from audit.models import AuditEvent
+
+    watcher = series_watcher("audited", window_seconds=0, resolve_delay_seconds=0)
+    exporter.set(2, series="audited")
+    settle('bastion_test_value{series="audited"}', has_value(2))
+    evaluate_watchers([watcher.id], slot(0), client=client)
+    exporter.set(0, series="audited")
+    settle('bastion_test_value{series="audited"}', has_value(0))
+    evaluate_watchers([watcher.id], slot(1), client=client)
+
+    incident = Incident.objects.get(watcher=watcher)
+    kinds = list(
+        AuditEvent.objects.filter(incident_id=incident.pk)
+        .order_by("created_at")
+        .values_list("kind", flat=True)
+    )
+    assert kinds == ["incident.opened", "incident.resolved"]
+
+
+def test_watcher_health_change_is_in_the_audit_log(client):
+    from audit.models import AuditEvent
+
+    watcher = make_watcher(query="rate(nothing[1m]", window_seconds=0)
+    evaluate_watchers([watcher.id], slot(0), client=client)
+    evaluate_watchers([watcher.id], slot(1), client=client)
+
+    events = AuditEvent.objects.filter(kind="watcher.health")
+    assert events.count() == 1
+    assert "unknown -> error" in events.get().summary

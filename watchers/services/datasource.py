@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from audit.services import record
 from watchers.choices import IncidentKind, IncidentState, Severity
 from watchers.models import DataSource, Incident
 
@@ -62,6 +63,12 @@ def _open_incident(
             )
     except IntegrityError:
         return None  # another worker opened it first
+    record(
+        "incident.opened",
+        f"incident {incident.pk} opened: {incident.summary}",
+        incident_id=incident.pk,
+        details={"datasource": url},
+    )
     logger.warning(
         "incident %s opened: data source %s unavailable after %s failures: %s",
         incident.pk,
@@ -86,5 +93,6 @@ def record_success(url: str, now: datetime) -> int:
         resolved_at__isnull=True,
     ).update(state=IncidentState.RESOLVED, resolved_at=now)
     if resolved:
+        record("incident.resolved", f"data source {url} reachable again")
         logger.info("data source %s reachable again: meta-incident resolved", url)
     return resolved

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.services import record
 from watchers.choices import Health, IncidentKind, IncidentState, Mode
 from watchers.models import Incident, SeriesState, Watcher
 from watchers.services import datasource
@@ -215,6 +216,12 @@ def _evaluate_one(
         report.too_many_series += 1
         return
 
+    if watcher.health not in (Health.OK, Health.UNKNOWN):
+        record(
+            "watcher.health",
+            f"watcher {watcher.name}: {watcher.health} -> ok",
+            details={"watcher_id": watcher.pk, "health": Health.OK},
+        )
     watcher.health = Health.OK
     watcher.last_error = ""
     watcher.consecutive_errors = 0
@@ -232,6 +239,12 @@ def _mark_unhealthy(watcher: Watcher, health: str, message: str) -> None:
     # nothing about whether the condition still holds.
     if watcher.health != health or watcher.last_error != message:
         logger.warning("watcher %s (%s): %s", watcher.name, health, message)
+    if watcher.health != health:
+        record(
+            "watcher.health",
+            f"watcher {watcher.name}: {watcher.health} -> {health}: {message}",
+            details={"watcher_id": watcher.pk, "health": health},
+        )
     watcher.health = health
     watcher.last_error = message
     watcher.consecutive_errors += 1
@@ -365,6 +378,13 @@ class _SeriesWriter:
             )
         else:
             self.opened_now.append(incident.pk)
+            record(
+                "incident.opened",
+                f"incident {incident.pk} opened: {incident.summary} with value "
+                f"{value}{' (shadow)' if incident.is_shadow else ''}",
+                incident_id=incident.pk,
+                details={"labels": memory.labels, "value": _json_value(value)},
+            )
             logger.info(
                 "incident %s opened: watcher %s, series %s, value %s %s %s%s",
                 incident.pk,
@@ -420,6 +440,20 @@ class _SeriesWriter:
             ).update(state=IncidentState.RESOLVED, resolved_at=self.now)
         report.opened.extend(self.opened_now)
         report.resolved.extend(i.pk for i in self.resolved)
+        for incident in self.resolved:
+            record(
+                "incident.resolved",
+                f"incident {incident.pk} resolved: {incident.summary}",
+                incident_id=incident.pk,
+                details={"last_value": _json_value(incident.last_value)},
+            )
+
+
+def _json_value(value: float | None) -> float | str | None:
+    """JSON has no infinity; write it as Prometheus does."""
+    if value is None or math.isfinite(value):
+        return value
+    return "+Inf" if value > 0 else "-Inf"
 
 
 def _storable(value: float | None) -> float | None:
