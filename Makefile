@@ -28,7 +28,7 @@ check-migrations: install
 	$(PYTHON) manage.py makemigrations --check --dry-run
 
 typecheck: install
-	$(VENV)/bin/mypy bastion watchers mitigations escalations
+	$(VENV)/bin/mypy bastion watchers mitigations escalations audit
 
 bench: install
 	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
