@@ -129,6 +129,11 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
     ):
         return StepResult(run.pk, run.status)
 
+    if _earlier_steps_open(run):
+        # An approval can come before the steps ahead of it have finished;
+        # the run stays approved and starts when the chain reaches it.
+        return StepResult(run.pk, run.status)
+
     if run.incident.resolved_at is not None:
         finish_run(
             run, RunStatus.SKIPPED, error="the incident resolved before this step ran"
@@ -170,6 +175,14 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
         # The reconciler declared the run lost while it ran; its word stands.
         return StepResult(run.pk, RunStatus.LOST)
     return after_run(run, status, error, timezone.now())
+
+
+def _earlier_steps_open(run: ActionRun) -> bool:
+    return (
+        run.attempt.runs.filter(position__lt=run.position)
+        .exclude(status__in=FINISHED_STATUSES)
+        .exists()
+    )
 
 
 def _prepare(run: ActionRun) -> tuple[Action, dict[str, Any]] | str:
@@ -409,15 +422,22 @@ def end_attempt(
 
 
 def hold_remaining(incident_id: int) -> list[int]:
-    """Put the incident's queued steps on hold for a person; return their ids.
+    """Put the incident's remaining steps on hold for a person; return their ids.
 
-    Called when an incident escalates. A step already running finishes.
+    Called when an incident escalates. In each running attempt the step in
+    flight finishes, or, when none is, the next one in line still runs: an
+    incident that escalates as it opens still gets its first, containing
+    step (the IP block of a security watcher). The steps after it wait.
     """
-    held = list(
-        ActionRun.objects.filter(
-            incident_id=incident_id, status=RunStatus.QUEUED, dry_run=False
-        ).values_list("pk", flat=True)
+    held: list[int] = []
+    attempts = MitigationAttempt.objects.filter(
+        incident_id=incident_id, status=AttemptStatus.RUNNING
     )
+    for attempt in attempts:
+        runs = list(attempt.runs.order_by("position"))
+        queued = [r for r in runs if r.status == RunStatus.QUEUED and not r.dry_run]
+        in_flight = any(r.status == RunStatus.RUNNING for r in runs)
+        held.extend(r.pk for r in (queued if in_flight else queued[1:]))
     ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
         status=RunStatus.WAITING_APPROVAL
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 
 from mitigations.actions.base import Action
 from mitigations.choices import ApprovalPolicy, Risk, RunStatus
@@ -37,10 +38,15 @@ def automation_switch() -> AutomationSwitch:
 
 
 def needs_approval(run: ActionRun, action: Action, policy: str) -> bool:
-    """Dry runs never wait; every step of an escalated incident does."""
+    """Dry runs never wait; steps queued after the incident escalated do.
+
+    Steps queued before the escalation were put on hold by hold_remaining,
+    which lets the step in flight, or the next one in line, finish.
+    """
     if run.dry_run:
         return False
-    if run.incident.escalated_at is not None:
+    escalated_at = run.incident.escalated_at
+    if escalated_at is not None and run.queued_at >= escalated_at:
         return True
     if policy == ApprovalPolicy.ALWAYS:
         return True
@@ -61,20 +67,28 @@ def check_cooldown(run: ActionRun, now: datetime) -> Verdict:
     seconds = settings.ACTION_COOLDOWN_SECONDS
     if not seconds or not run.target:
         return ALLOWED
+    since = now - timedelta(seconds=seconds)
+    # A run still in progress counts too, so two incidents on one target
+    # cannot both act at once (claims are serialised by the switch lock).
     recent = (
-        ActionRun.objects.filter(
-            action=run.action,
-            target=run.target,
-            status=RunStatus.SUCCEEDED,
-            dry_run=False,
-            finished_at__gte=now - timedelta(seconds=seconds),
+        ActionRun.objects.filter(action=run.action, target=run.target, dry_run=False)
+        .filter(
+            Q(status=RunStatus.SUCCEEDED, finished_at__gte=since)
+            | Q(status=RunStatus.RUNNING)
         )
         .exclude(pk=run.pk)
-        .order_by("-finished_at")
+        .order_by("-started_at")
         .first()
     )
-    if recent is None or recent.finished_at is None:
+    if recent is None:
         return ALLOWED
+    if recent.status == RunStatus.RUNNING:
+        return Verdict(
+            RunStatus.SKIPPED,
+            f"cooldown: {run.action} on {run.target} is running now (run "
+            f"{recent.pk}, incident {recent.incident_id})",
+        )
+    assert recent.finished_at is not None
     allowed_at = recent.finished_at + timedelta(seconds=seconds)
     return Verdict(
         RunStatus.SKIPPED,

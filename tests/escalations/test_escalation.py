@@ -250,30 +250,36 @@ def test_resolve_announced_to_everyone_notified(routed):
     assert routed["slack_team"].requests == []
 
 
-def test_escalation_holds_queued_steps(routed):
+def test_escalation_holds_the_steps_after_the_next_one(routed):
     watcher = make_watcher()
-    step = MitigationStep.objects.create(
-        watcher=watcher, position=1, action="clear_caches"
-    )
     incident = make_incident(watcher)
     attempt = MitigationAttempt.objects.create(
         incident=incident, number=1, started_at=NOW
     )
-    run = ActionRun.objects.create(
-        attempt=attempt,
-        incident=incident,
-        step=step,
-        position=1,
-        action="clear_caches",
-        risk="destructive",
-        queued_at=NOW,
-    )
+    runs = []
+    for position, action in enumerate(("temporary_ip_block", "clear_caches"), 1):
+        step = MitigationStep.objects.create(
+            watcher=watcher, position=position, action=action
+        )
+        runs.append(
+            ActionRun.objects.create(
+                attempt=attempt,
+                incident=incident,
+                step=step,
+                position=position,
+                action=action,
+                risk="disruptive",
+                queued_at=NOW,
+            )
+        )
 
     escalate(incident.pk, "high", "by hand", now=NOW)
 
-    run.refresh_from_db()
-    assert run.status == RunStatus.WAITING_APPROVAL
-    assert Escalation.objects.get(incident=incident).held_run_ids == [run.pk]
+    for run in runs:
+        run.refresh_from_db()
+    assert runs[0].status == RunStatus.QUEUED
+    assert runs[1].status == RunStatus.WAITING_APPROVAL
+    assert Escalation.objects.get(incident=incident).held_run_ids == [runs[1].pk]
 
 
 def test_one_level_up_then_again_at_critical(routed):

@@ -411,14 +411,71 @@ def test_escalated_incident_holds_every_step(receiver):
     assert results[-1].status == RunStatus.WAITING_APPROVAL
 
 
-def test_hold_remaining_puts_queued_steps_on_hold(receiver):
+def test_hold_remaining_lets_the_next_step_in_line_run(receiver):
+    incident = firing_incident(receiver, "test_ping", "test_ping_other", "test_ping")
+    first = chain.start_attempt(incident.pk, 1)
+
+    held = chain.hold_remaining(incident.pk)
+    chain.execute_run(first.pk)
+
+    assert len(held) == 2
+    assert len(receiver.requests) == 1
+    assert statuses(incident) == [
+        RunStatus.SUCCEEDED,
+        RunStatus.WAITING_APPROVAL,
+        RunStatus.WAITING_APPROVAL,
+    ]
+
+
+def test_hold_remaining_holds_every_queued_step_behind_a_running_one(receiver):
     incident = firing_incident(receiver, "test_ping", "test_ping_other")
-    chain.start_attempt(incident.pk, 1)
+    first = chain.start_attempt(incident.pk, 1)
+    ActionRun.objects.filter(pk=first.pk).update(status=RunStatus.RUNNING)
 
     held = chain.hold_remaining(incident.pk)
 
-    assert len(held) == 2
-    assert statuses(incident) == [RunStatus.WAITING_APPROVAL] * 2
+    assert len(held) == 1
+    assert statuses(incident) == [RunStatus.RUNNING, RunStatus.WAITING_APPROVAL]
+
+
+def test_cooldown_counts_a_run_in_progress_on_the_same_target(receiver, settings):
+    settings.ACTION_COOLDOWN_SECONDS = 300
+    first = firing_incident(receiver, "test_ping")
+    second = firing_incident(receiver, "test_ping")
+    running = chain.start_attempt(first.pk, 1)
+    ActionRun.objects.filter(pk=running.pk).update(
+        status=RunStatus.RUNNING,
+        started_at=timezone.now(),
+        target="service sandra-api",
+    )
+
+    drive(second)
+
+    run = ActionRun.objects.get(incident=second)
+    assert receiver.requests == []
+    assert run.status == RunStatus.SKIPPED
+    assert f"is running now (run {running.pk}" in run.error
+
+
+def test_approved_step_waits_for_the_steps_before_it(receiver):
+    incident = firing_incident(
+        receiver, ("test_ping", {"approval": "always"}), "test_ping_destructive"
+    )
+    first = chain.start_attempt(incident.pk, 1)
+    chain.execute_run(first.pk)
+    second = ActionRun.objects.get(incident=incident, position=2)
+    ActionRun.objects.filter(pk=second.pk).update(status=RunStatus.APPROVED)
+
+    early = chain.execute_run(second.pk)
+    ActionRun.objects.filter(pk=first.pk).update(status=RunStatus.APPROVED)
+    after_first = chain.execute_run(first.pk)
+    chain.execute_run(after_first.next_run_id)
+
+    assert early.status == RunStatus.APPROVED
+    assert receiver.paths() == [
+        f"/test_ping/{incident.pk}",
+        f"/test_ping_destructive/{incident.pk}",
+    ]
 
 
 def test_each_step_outcome_is_in_the_audit_log(receiver):
