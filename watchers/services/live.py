@@ -1,0 +1,216 @@
+"""Typed messages for the live dashboard, sent to every open browser.
+
+Every message carries a sequence number taken from one Redis counter, so
+numbers are shared by all processes (web, Celery workers, shell). A browser
+that receives a number past the next one requests a fresh snapshot instead of
+guessing what it missed.
+"""
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from watchers.choices import IncidentState
+from watchers.models import Incident
+from watchers.views import INCIDENTS_PER_PAGE, RECENTLY_RESOLVED, listed_incidents
+
+logger = logging.getLogger(__name__)
+
+GROUP = "dashboard"
+SEQUENCE_KEY = "bastion:live:seq"
+
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def channel_redis_url() -> str:
+    """Return the URL of the Redis server that carries the channel layer.
+
+    The sequence counter lives there too, so tests that move the channel layer
+    to another Redis database move the counter with it.
+    """
+    layers: dict[str, Any] = settings.CHANNEL_LAYERS
+    config = layers.get("default", {}).get("CONFIG", {})
+    hosts = config.get("hosts") or [settings.REDIS_URL]
+    host = hosts[0]
+    if isinstance(host, dict):
+        return str(host["address"])
+    return str(host)
+
+
+def _redis() -> redis.Redis:
+    url = channel_redis_url()
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=5)
+    return _redis_clients[url]
+
+
+def current_sequence() -> int:
+    """Return the last sequence number handed out, 0 before the first message."""
+    value = _redis().get(SEQUENCE_KEY)
+    return int(value) if value is not None else 0
+
+
+def publish(kind: str, payload: dict[str, Any]) -> int | None:
+    """Send one typed message to the dashboard group and return its sequence number.
+
+    Return None when no channel layer is configured or Redis cannot be
+    reached. A dashboard that misses a message catches up from its next
+    snapshot, so a Redis outage must not fail the change that was saved.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return None
+
+    try:
+        sequence = int(_redis().incr(SEQUENCE_KEY))
+        message = {"type": kind, "seq": sequence, **payload}
+        async_to_sync(layer.group_send)(
+            GROUP, {"type": "dashboard.message", "message": message}
+        )
+    except (redis.RedisError, OSError) as error:
+        logger.warning("sending live %s message failed: %s", kind, error)
+        return None
+    return sequence
+
+
+def attach_pending_approvals(incidents: Iterable[Incident]) -> list[Incident]:
+    """Set ``pending_approvals`` on each incident, with one query for all of them."""
+    from mitigations.models import Approval, Decision
+
+    listed = list(incidents)
+    by_incident: dict[int, list[Approval]] = {incident.pk: [] for incident in listed}
+    pending = (
+        Approval.objects.filter(
+            decision=Decision.PENDING, run__incident_id__in=list(by_incident)
+        )
+        .select_related("run")
+        .order_by("requested_at", "pk")
+    )
+    for approval in pending:
+        by_incident[approval.run.incident_id].append(approval)
+    for incident in listed:
+        incident.pending_approvals = by_incident[incident.pk]  # type: ignore[attr-defined]
+    return listed
+
+
+def is_listed(incident: Incident) -> bool:
+    """Return whether the list page shows the incident: open or resolved recently."""
+    if incident.state == IncidentState.FIRING:
+        return True
+    resolved_after = timezone.now() - RECENTLY_RESOLVED
+    return incident.resolved_at is not None and incident.resolved_at >= resolved_after
+
+
+def incident_entry(incident: Incident) -> dict[str, Any]:
+    """Describe one incident row: ids, state, values and the row's HTML."""
+    return {
+        "id": incident.pk,
+        "state": incident.state,
+        "severity": incident.severity,
+        "listed": is_listed(incident),
+        "last_value": incident.last_value,
+        "pending_approvals": [a.pk for a in incident.pending_approvals],  # type: ignore[attr-defined]
+        "html": render_to_string(
+            "watchers/incident_row.html", {"incident": incident}
+        ).strip(),
+    }
+
+
+def incident_payload(incident_id: int) -> dict[str, Any] | None:
+    """Return the row entry of an incident, or None if it was deleted."""
+    incident = Incident.objects.select_related("watcher").filter(pk=incident_id).first()
+    if incident is None:
+        return None
+    attach_pending_approvals([incident])
+    return incident_entry(incident)
+
+
+def publish_incident(incident_id: int) -> int | None:
+    """Send the current row of one incident."""
+    entry = incident_payload(incident_id)
+    if entry is None:
+        return None
+    return publish("incident", {"incident": entry})
+
+
+def publish_run(run_id: int) -> int | None:
+    """Send a run's status with the row of its incident, whose approvals may change."""
+    from mitigations.models import ActionRun
+
+    run = ActionRun.objects.filter(pk=run_id).values("incident_id", "status").first()
+    if run is None:
+        return None
+    entry = incident_payload(run["incident_id"])
+    if entry is None:
+        return None
+    payload = {"run": {"id": run_id, "status": run["status"]}, "incident": entry}
+    return publish("run", payload)
+
+
+def publish_approval(approval_id: int) -> int | None:
+    """Send an approval's decision with the row of its incident."""
+    from mitigations.models import Approval
+
+    approval = (
+        Approval.objects.filter(pk=approval_id)
+        .values("run_id", "run__incident_id", "decision")
+        .first()
+    )
+    if approval is None:
+        return None
+    entry = incident_payload(approval["run__incident_id"])
+    if entry is None:
+        return None
+    payload = {
+        "approval": {
+            "id": approval_id,
+            "run_id": approval["run_id"],
+            "decision": approval["decision"],
+        },
+        "incident": entry,
+    }
+    return publish("approval", payload)
+
+
+def snapshot() -> dict[str, Any]:
+    """Build the first page of the list as a snapshot message.
+
+    The sequence number is read before the query, so any message numbered
+    after it may repeat a change the snapshot already shows (harmless, rows
+    are replaced whole) but none numbered up to it is missing from it.
+    """
+    sequence = current_sequence()
+    incidents = attach_pending_approvals(listed_incidents()[:INCIDENTS_PER_PAGE])
+    entries = [incident_entry(incident) for incident in incidents]
+    return {"type": "snapshot", "seq": sequence, "incidents": entries}
+
+
+def publish_after_commit(kind: str, object_id: int) -> None:
+    """Publish once the current transaction commits, so readers see the change."""
+    senders = {
+        "incident": publish_incident,
+        "run": publish_run,
+        "approval": publish_approval,
+    }
+    sender = senders[kind]
+    transaction.on_commit(lambda: sender(object_id))
+
+
+def incident_saved(sender: type, instance: Incident, **kwargs: Any) -> None:
+    publish_after_commit("incident", instance.pk)
+
+
+def run_saved(sender: type, instance: Any, **kwargs: Any) -> None:
+    publish_after_commit("run", instance.pk)
+
+
+def approval_saved(sender: type, instance: Any, **kwargs: Any) -> None:
+    publish_after_commit("approval", instance.pk)
