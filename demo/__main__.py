@@ -1,6 +1,9 @@
 """Start the whole demo: a monitored service, exporters, Prometheus and Bastion.
 
 Run ``./scripts/demo`` (which sets up .venv and calls ``python -m demo``).
+Bastion's mitigations act on a Kubernetes API stand-in, a Redis database of
+the demo's own and sandra-api's admin endpoints. Its escalations go to a
+local Slack-compatible receiver.
 Every process listens on 127.0.0.1 and logs to var/demo/logs/<name>.log.
 Ctrl-C stops them all. ``--check`` starts everything, checks that every
 metric the catalog queries has a value in Prometheus, and stops.
@@ -12,10 +15,12 @@ import os
 import secrets
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,12 +34,36 @@ from devstack.monitoring import (
     catalog_queries,
     metric_names,
     metrics_without_value,
+    start_kube_standin,
     start_monitoring,
+    start_python_service,
 )
 from devstack.processes import ProcessGroup, free_port, port_is_open, wait_for_http
 
 CATALOG = REPOSITORY / "examples" / "watchers.yaml"
 OVERLAY = REPOSITORY / "demo" / "overrides.yaml"
+ESCALATIONS = REPOSITORY / "examples" / "escalation.yaml"
+KUBE_SEED = REPOSITORY / "demo" / "kube-seed.yaml"
+ACTION_DEFAULTS_TEMPLATE = REPOSITORY / "demo" / "action-defaults.yaml"
+# About as long as a real pod takes to pass its readiness probe, so the
+# scale step's wait for ready replicas shows.
+KUBE_READY_DELAY_SECONDS = 2.0
+# The Redis database that contains the application's rate limits and block
+# list. Bastion's own broker is database 9.
+TARGET_REDIS_DB = 8
+# The application's cache, which demo/action-defaults.yaml gives clear_caches.
+CACHE_REDIS_DB = 7
+# The only program that command steps may start: it does nothing.
+COMMAND_ALLOWLIST = "/bin/true"
+# Path on the Slack receiver of each receiver that examples/escalation.yaml
+# routes to.
+RECEIVER_PATHS = {
+    "SMS_CEO": "/sms",
+    "SLACK_EXECUTIVE": "/hooks/executive",
+    "SLACK_TECH": "/hooks/tech",
+    "SLACK_TEAM": "/hooks/team",
+    "SLACK_SECURITY_TEAM": "/hooks/security-team",
+}
 WINDOW_SCALE = 20
 MACHINE_REDIS_PORT = 6379
 # A database of its own on the machine's Redis, so no other Celery worker
@@ -91,18 +120,29 @@ def redis_answers(url: str) -> bool:
 
 
 def start_redis(group: ProcessGroup) -> str:
-    """Return the machine's Redis URL, or start a private redis-server."""
+    """Start a private redis-server, or return the machine's Redis URL.
+
+    A private server comes first: two demos that share the machine's Redis
+    share its database 9, so each Celery worker takes the other's tasks.
+    """
+    if shutil.which("redis-server") is not None:
+        return start_private_redis(group)
     if port_is_open(MACHINE_REDIS_PORT) and redis_answers(MACHINE_REDIS_URL):
         return MACHINE_REDIS_URL
-    if shutil.which("redis-server") is None:
-        raise DemoFailed(
-            "no Redis responds to PING on 127.0.0.1:6379 and redis-server is not "
-            "installed: as root run apt-get install -y redis-server"
-        )
+    raise DemoFailed(
+        "no Redis responds to PING on 127.0.0.1:6379 and redis-server is not "
+        "installed: as root run apt-get install -y redis-server"
+    )
+
+
+def start_private_redis(group: ProcessGroup) -> str:
+    """Start redis-server on a free port, without persistence, and return its URL."""
     port = free_port()
     command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port)]
     group.start("redis", [*command, "--save", "", "--appendonly", "no"])
-    url = f"redis://127.0.0.1:{port}/0"
+    # Database 9, as on the machine's Redis, so the target databases 7 and 8
+    # are the same numbers whichever server runs.
+    url = f"redis://127.0.0.1:{port}/9"
     wait_until(group, lambda: redis_answers(url), f"redis-server on port {port}")
     return url
 
@@ -124,6 +164,63 @@ def wait_until(
 def log_contains(group: ProcessGroup, name: str, text: str) -> bool:
     log = group.log_dir / f"{name}.log"
     return log.exists() and text in log.read_text(errors="replace")
+
+
+@dataclass
+class MitigationTargets:
+    """The systems that Bastion's actions and escalations reach in this run."""
+
+    kubeconfig: Path
+    target_redis_url: str
+    action_defaults: Path
+    receiver_url: str
+
+
+def database_url(redis_url: str, db: int) -> str:
+    """Return ``redis_url`` with its database number replaced by ``db``."""
+    base, _, _ = redis_url.rpartition("/")
+    return f"{base}/{db}"
+
+
+def flush_target_databases(redis_url: str) -> None:
+    """Empty the demo's target databases, so no block from the last run remains."""
+    for db in (CACHE_REDIS_DB, TARGET_REDIS_DB):
+        client = redis.Redis.from_url(database_url(redis_url, db), socket_timeout=5)
+        with client:
+            client.flushdb()
+
+
+def write_action_defaults(sandra_api_url: str, prometheus_url: str) -> Path:
+    """Write demo/action-defaults.yaml with this run's URLs filled in."""
+    template = string.Template(ACTION_DEFAULTS_TEMPLATE.read_text())
+    text = template.substitute(
+        SANDRA_API_URL=sandra_api_url, PROMETHEUS_URL=prometheus_url
+    )
+    path = DEMO_VAR_DIR / "action-defaults.yaml"
+    path.write_text(text)
+    return path
+
+
+def start_slack_receiver(group: ProcessGroup) -> str:
+    port = free_port()
+    start_python_service(
+        group, "slack-receiver", "demo.slack_receiver", ["--port", str(port)]
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/messages.json", timeout_seconds=30)
+    return url
+
+
+def mitigation_environment(targets: MitigationTargets) -> dict[str, str]:
+    environment = {
+        "BASTION_KUBECONFIG": str(targets.kubeconfig),
+        "BASTION_TARGET_REDIS_URL": targets.target_redis_url,
+        "BASTION_ACTION_DEFAULTS_FILE": str(targets.action_defaults),
+        "BASTION_COMMAND_ALLOWLIST": COMMAND_ALLOWLIST,
+    }
+    for name, path in RECEIVER_PATHS.items():
+        environment[f"BASTION_RECEIVER_{name}_URL"] = targets.receiver_url + path
+    return environment
 
 
 def django_environment(
@@ -186,6 +283,7 @@ def prepare_bastion(environment: dict[str, str], log_dir: Path) -> str:
         str(WINDOW_SCALE),
         show=True,
     )
+    manage(environment, log_dir, "import_escalations", str(ESCALATIONS), show=True)
     manage(environment, log_dir, "collectstatic", "--noinput")
     return password
 
@@ -242,18 +340,27 @@ def check_catalog_metrics(stack: MonitoringStack) -> list[str]:
 
 
 def print_summary(
-    stack: MonitoringStack, web_url: str | None, password: str, log_dir: Path
+    stack: MonitoringStack,
+    web_url: str | None,
+    password: str,
+    targets: MitigationTargets,
 ) -> None:
     lines = ["", "Bastion demo is running."]
     if web_url:
         lines += [
             f"  Dashboard:   {web_url}/  (sign in as {ADMIN_USERNAME} / {password})",
             f"  Admin:       {web_url}/admin/",
+            f"  Approvals:   {web_url}/approvals/",
+            f"  Audit log:   {web_url}/audit/",
         ]
     lines += [
         f"  Prometheus:  {stack.prometheus.url}",
-        f"  sandra-api:  {stack.sandra_api_url}",
-        f"  Logs:        {log_dir}/",
+        f"  sandra-api:  {stack.sandra_api_url}  (HTTP action calls: /admin/calls)",
+        f"  Slack:       {targets.receiver_url}/  (escalations and team alerts)",
+        f"  Kubernetes:  stand-in, kubeconfig {targets.kubeconfig}",
+        f"  Redis:       {targets.target_redis_url}  (rate limits and IP blocks; "
+        f"caches in database {CACHE_REDIS_DB})",
+        f"  Logs:        {stack.group.log_dir}/",
         "",
         "Trigger a breach (in another shell, from this folder):",
         "  .venv/bin/python -m demo.control latency 2.5",
@@ -261,6 +368,7 @@ def print_summary(
         "  .venv/bin/python -m demo.control throttle 0.3",
         "  .venv/bin/python -m demo.control failed-logins 30 --ip 203.0.113.7",
         "  .venv/bin/python -m demo.control reset",
+        "  .venv/bin/python -m demo.control status   (faults and ready replicas)",
         "",
         f"Watcher windows are scaled down by {WINDOW_SCALE} (10m holds for 30s), "
         "so a breach opens an incident within about a minute.",
@@ -277,16 +385,35 @@ def print_summary(
 def run(arguments: argparse.Namespace, group: ProcessGroup) -> int:
     log_dir = group.log_dir
     redis_url = start_redis(group)
+    print("Starting the Kubernetes stand-in and the Slack receiver...", flush=True)
+    kubeconfig = start_kube_standin(
+        group, DEMO_VAR_DIR / "kubeconfig", KUBE_SEED, KUBE_READY_DELAY_SECONDS
+    )
+    receiver_url = start_slack_receiver(group)
     print("Starting sandra-api, the exporters and Prometheus...", flush=True)
-    stack = start_monitoring(DEMO_VAR_DIR, group)
+    stack = start_monitoring(DEMO_VAR_DIR, group, kubeconfig=kubeconfig)
+    targets = MitigationTargets(
+        kubeconfig=kubeconfig,
+        target_redis_url=database_url(redis_url, TARGET_REDIS_DB),
+        action_defaults=write_action_defaults(
+            stack.sandra_api_url, stack.prometheus.url
+        ),
+        receiver_url=receiver_url,
+    )
+    flush_target_databases(redis_url)
     web_port = choose_web_port()
     web_url = f"http://127.0.0.1:{web_port}"
-    environment = django_environment(redis_url, stack.prometheus.url, web_url)
+    environment = {
+        **django_environment(redis_url, stack.prometheus.url, web_url),
+        **mitigation_environment(targets),
+    }
     write_state(
         STATE_FILE,
         {
             "sandra_api_url": stack.sandra_api_url,
             "prometheus_url": stack.prometheus.url,
+            "slack_receiver_url": receiver_url,
+            "target_redis_url": targets.target_redis_url,
         },
     )
 
@@ -302,13 +429,15 @@ def run(arguments: argparse.Namespace, group: ProcessGroup) -> int:
             "sandra_api_url": stack.sandra_api_url,
             "prometheus_url": stack.prometheus.url,
             "web_url": None if arguments.no_web else web_url,
+            "slack_receiver_url": receiver_url,
+            "target_redis_url": targets.target_redis_url,
         },
     )
 
     if arguments.check:
         print("Checking that every catalog metric has a value in Prometheus:")
         return 1 if check_catalog_metrics(stack) else 0
-    print_summary(stack, None if arguments.no_web else web_url, password, log_dir)
+    print_summary(stack, None if arguments.no_web else web_url, password, targets)
     while True:
         group.check_alive()
         time.sleep(1)

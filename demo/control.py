@@ -5,7 +5,7 @@
     python -m demo.control throttle 0.3       # answer 30 % of requests with 429
     python -m demo.control failed-logins 30 --ip 203.0.113.7
     python -m demo.control reset              # back to a healthy service
-    python -m demo.control status
+    python -m demo.control status            # faults, ready replicas, latency factor
 
 The service's URL comes from the state file that ``python -m demo`` writes
 (var/demo/state.json), so no port needs remembering.
@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     logins.add_argument("per_second", type=float, help="failed logins per second")
     logins.add_argument("--ip", help="the attacker's address, sent as X-Forwarded-For")
     commands.add_parser("reset", help="turn every fault off")
-    commands.add_parser("status", help="show the current faults")
+    commands.add_parser(
+        "status",
+        help="show the current faults, the Deployment's ready replicas and the "
+        "factor they apply to the added latency",
+    )
     return parser
 
 

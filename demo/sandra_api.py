@@ -4,6 +4,12 @@ Its metrics use the names and labels of the watcher catalog. POST /control
 sets the faults (added latency, error share, throttling, failed logins) that
 the load generator and the watchers then see through Prometheus.
 
+With ``--kubeconfig``, the service reads its Deployment's ready replicas from
+that Kubernetes API every 2 s, and the added latency shrinks as replicas are
+added, so a scale-up by Bastion shows in the p95. POST /admin/<name> and
+POST /cdn/purge record the calls that Bastion's HTTP actions make, and
+GET /admin/calls lists them.
+
 Run: ``python -m demo.sandra_api --port 8081``.
 """
 
@@ -15,10 +21,14 @@ import random
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
+import yaml
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -61,6 +71,11 @@ BASELINE_LATENCY_SECONDS = 0.02
 MAX_LATENCY_SECONDS = 30.0
 DEMO_PASSWORD = "sandra-demo-password"  # noqa: S105 (a demo account, not a secret)
 DEFAULT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024
+# The configured latency applies unscaled at this many ready replicas, and
+# at twice as many it halves.
+BASELINE_REPLICAS = 2
+REPLICA_POLL_SECONDS = 2.0
+MAX_RECORDED_CALLS = 200
 
 
 @dataclass
@@ -78,14 +93,47 @@ class ControlError(ValueError):
     pass
 
 
-def effective_latency(configured_seconds: float) -> float:
+def effective_latency(
+    configured_seconds: float, ready_replicas: int | None = None
+) -> float:
     """Return how long one request takes, given the latency set by the control.
 
-    The added latency varies by ±20 % around the configured value, like a
-    slow dependency does, on top of a small baseline.
+    The added latency is the configured value times BASELINE_REPLICAS /
+    ``ready_replicas``, so more replicas share the load. When the replicas are
+    unknown or none is ready, the configured value applies unscaled. It varies
+    by ±20 %, like a slow dependency does, on top of a small baseline.
     """
-    added = configured_seconds * random.uniform(0.8, 1.2)
+    added = configured_seconds * replica_factor(ready_replicas)
+    added *= random.uniform(0.8, 1.2)
     return BASELINE_LATENCY_SECONDS * random.uniform(0.5, 1.5) + added
+
+
+def replica_factor(ready_replicas: int | None) -> float:
+    if not ready_replicas:
+        return 1.0
+    return BASELINE_REPLICAS / ready_replicas
+
+
+@dataclass(frozen=True)
+class DeploymentSource:
+    """The Deployment that sandra-api reads: a kubeconfig, a namespace and a name."""
+
+    kubeconfig: Path
+    namespace: str
+    name: str = SERVICE
+
+    def read_ready_replicas(self) -> int:
+        """GET the Deployment and return ``status.readyReplicas`` (0 when absent)."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        token = config["users"][0]["user"].get("token")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = (
+            f"{server}/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.name}"
+        )
+        response = httpx.get(url, headers=headers, timeout=2)
+        response.raise_for_status()
+        return int(response.json().get("status", {}).get("readyReplicas") or 0)
 
 
 def _check_fraction(name: str, value: Any) -> float:
@@ -186,6 +234,8 @@ class SandraApi:
         self.metrics = SandraMetrics(memory_limit_bytes)
         self._faults = Faults()
         self._lock = threading.Lock()
+        self.ready_replicas: int | None = None
+        self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_CALLS)
 
     @property
     def faults(self) -> Faults:
@@ -197,6 +247,43 @@ class SandraApi:
             self._faults = apply_control(self._faults, body)
             logger.info("control set %s", asdict(self._faults))
             return self._faults
+
+    def status(self) -> dict[str, Any]:
+        """Return the faults, the ready replicas and the latency factor they give."""
+        return {
+            **asdict(self.faults),
+            "ready_replicas": self.ready_replicas,
+            "latency_factor": round(replica_factor(self.ready_replicas), 3),
+        }
+
+    def record_call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        call = {"time": time.time(), "path": path, "body": body}
+        with self._lock:
+            self.calls.append(call)
+        logger.info("call %s %s", path, json.dumps(body))
+        return call
+
+    def follow_replicas(
+        self,
+        source: DeploymentSource,
+        stop: threading.Event,
+        every_seconds: float = REPLICA_POLL_SECONDS,
+    ) -> None:
+        """Poll ``source`` into ``ready_replicas`` until ``stop`` is set."""
+        while not stop.is_set():
+            self.poll_replicas(source)
+            stop.wait(every_seconds)
+
+    def poll_replicas(self, source: DeploymentSource) -> None:
+        try:
+            ready = source.read_ready_replicas()
+        except (OSError, ValueError, KeyError, httpx.HTTPError) as error:
+            # The last value stays, so a brief API outage does not move latency.
+            logger.warning("reading deployment %s failed: %s", source.name, error)
+            return
+        if ready != self.ready_replicas:
+            logger.info("deployment %s: %s ready replicas", source.name, ready)
+        self.ready_replicas = ready
 
     def fault_status(self, faults: Faults) -> int | None:
         """Return the status a request fails with under ``faults``, or None."""
@@ -216,7 +303,11 @@ class SandraHandler(BaseHTTPRequestHandler):
             body = generate_latest(self.server.api.metrics.registry)
             self._send(200, body, CONTENT_TYPE_LATEST)
         elif self.path == "/control":
-            self._send_json(200, asdict(self.server.api.faults))
+            self._send_json(200, self.server.api.status())
+        elif self.path == "/health":
+            self._send_json(200, {"status": "ok"})
+        elif self.path == "/admin/calls":
+            self._send_json(200, {"calls": list(self.server.api.calls)})
         elif self.path == "/api/items":
             self._serve_api("/api/items", self._items)
         else:
@@ -230,13 +321,16 @@ class SandraHandler(BaseHTTPRequestHandler):
             self._control(body)
         elif self.path == "/login":
             self._serve_api("/login", lambda: self._login(body))
+        elif self.path.startswith("/admin/") or self.path == "/cdn/purge":
+            self._send_json(200, self.server.api.record_call(self.path, body))
         else:
             self._send_json(404, {"error": f"no route {self.path}"})
 
     def _serve_api(self, route: str, respond: Any) -> None:
         started = time.monotonic()
         faults = self.server.api.faults
-        time.sleep(effective_latency(faults.latency_seconds))
+        api = self.server.api
+        time.sleep(effective_latency(faults.latency_seconds, api.ready_replicas))
         status = self.server.api.fault_status(faults)
         if status is None:
             status, payload = respond()
@@ -260,7 +354,7 @@ class SandraHandler(BaseHTTPRequestHandler):
         except ControlError as error:
             self._send_json(400, {"error": str(error)})
             return
-        self._send_json(200, asdict(faults))
+        self._send_json(200, {**self.server.api.status(), **asdict(faults)})
 
     def _client_ip(self) -> str:
         # The first X-Forwarded-For entry is the client as the proxy saw it.
@@ -306,12 +400,21 @@ class SandraServer(ThreadingHTTPServer):
         self.api = api
 
 
-def serve(port: int, memory_limit_bytes: int) -> None:
+def serve(
+    port: int, memory_limit_bytes: int, source: DeploymentSource | None = None
+) -> None:
     """Serve on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
-    server = SandraServer(("127.0.0.1", port), SandraApi(memory_limit_bytes))
+    api = SandraApi(memory_limit_bytes)
+    server = SandraServer(("127.0.0.1", port), api)
+    stopping = threading.Event()
+    if source is not None:
+        threading.Thread(
+            target=api.follow_replicas, args=(source, stopping), daemon=True
+        ).start()
 
     def stop(signum: int, frame: object) -> None:
         # shutdown() waits for serve_forever, so it must run in another thread.
+        stopping.set()
         threading.Thread(target=server.shutdown).start()
 
     signal.signal(signal.SIGTERM, stop)
@@ -331,9 +434,21 @@ def main() -> None:
         default=DEFAULT_MEMORY_LIMIT_BYTES // (1024 * 1024),
         help="memory limit reported as sandra_api_memory_limit_bytes, in MiB",
     )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig of the Kubernetes API to read the Deployment's ready "
+        "replicas from (default: none read, the latency is not scaled)",
+    )
+    parser.add_argument(
+        "--namespace", default="default", help="namespace of the Deployment"
+    )
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    serve(arguments.port, arguments.memory_limit_mib * 1024 * 1024)
+    source = None
+    if arguments.kubeconfig:
+        source = DeploymentSource(arguments.kubeconfig, arguments.namespace)
+    serve(arguments.port, arguments.memory_limit_mib * 1024 * 1024, source)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ tests start only this part.
 """
 
 import logging
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class MonitoringStack:
     prometheus: PrometheusServer
     exporters: dict[str, str] = field(default_factory=dict)
     postgres_skipped: bool = False
+    kubeconfig: Path | None = None
 
 
 def start_python_service(
@@ -57,10 +59,65 @@ def start_python_service(
     group.start(name, command, env={"PYTHONPATH": str(REPOSITORY)})
 
 
-def start_sandra_api(group: ProcessGroup, rate_per_second: float = 20.0) -> str:
-    """Start sandra-api and its load generator, and return the service's URL."""
+def start_kube_standin(
+    group: ProcessGroup, kubeconfig: Path, seed: Path, ready_delay_seconds: float
+) -> Path:
+    """Start the Kubernetes API stand-in; return its kubeconfig once written.
+
+    The kubeconfig carries a bearer token made at each start, which the
+    stand-in then requires of every client.
+    """
+    kubeconfig.unlink(missing_ok=True)
+    arguments = [
+        "--port",
+        "0",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--seed",
+        str(seed),
+        "--ready-delay",
+        str(ready_delay_seconds),
+        "--token",
+        secrets.token_urlsafe(16),
+        "--namespace",
+        SANDRA_POD_LABELS["namespace"],
+    ]
+    start_python_service(group, "kube-standin", "devstack.kube", arguments)
+    deadline = time.monotonic() + 30
+    while not _kubeconfig_server(kubeconfig):
+        group.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stand-in did not write {kubeconfig} within 30s")
+        time.sleep(0.2)
+    return kubeconfig
+
+
+def _kubeconfig_server(path: Path) -> str | None:
+    # The stand-in writes the file after it listens; a partly written file
+    # parses to nothing or fails, and the caller tries again.
+    try:
+        config = yaml.safe_load(path.read_text())
+        return str(config["clusters"][0]["cluster"]["server"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError, IndexError):
+        return None
+
+
+def start_sandra_api(
+    group: ProcessGroup,
+    rate_per_second: float = 20.0,
+    kubeconfig: Path | None = None,
+) -> str:
+    """Start sandra-api and its load generator, and return the service's URL.
+
+    With ``kubeconfig``, sandra-api follows its Deployment's ready replicas
+    in the namespace of its scrape labels.
+    """
     port = free_port()
-    start_python_service(group, "sandra-api", "demo.sandra_api", ["--port", str(port)])
+    arguments = ["--port", str(port)]
+    if kubeconfig is not None:
+        namespace = SANDRA_POD_LABELS["namespace"]
+        arguments += ["--kubeconfig", str(kubeconfig), "--namespace", namespace]
+    start_python_service(group, "sandra-api", "demo.sandra_api", arguments)
     url = f"http://127.0.0.1:{port}"
     _wait_or_report(group, f"{url}/metrics")
     start_python_service(
@@ -78,12 +135,16 @@ def start_tls_endpoint(group: ProcessGroup, workdir: Path) -> str:
 
 
 def start_monitoring(
-    workdir: Path, group: ProcessGroup, scrape_interval: str = "2s"
+    workdir: Path,
+    group: ProcessGroup,
+    scrape_interval: str = "2s",
+    kubeconfig: Path | None = None,
 ) -> MonitoringStack:
     """Start every monitored part and Prometheus, each ready before it returns.
 
     The PostgreSQL exporter is skipped when nothing listens on
-    127.0.0.1:5432, and ``postgres_skipped`` is then true.
+    127.0.0.1:5432, and ``postgres_skipped`` is then true. ``kubeconfig``
+    names the Kubernetes API that sandra-api reads its replicas from.
     """
     tls_url = start_tls_endpoint(group, workdir)
     exporters = {"node": start_node_exporter(group)}
@@ -93,7 +154,7 @@ def start_monitoring(
     else:
         exporters["postgres"] = start_postgres_exporter(group, POSTGRES_DSN)
     exporters["blackbox"] = start_blackbox_exporter(group, workdir / "blackbox")
-    sandra_url = start_sandra_api(group)
+    sandra_url = start_sandra_api(group, kubeconfig=kubeconfig)
     prometheus = start_prometheus(
         workdir / "prometheus",
         scrape_targets(exporters, sandra_url, tls_url),
@@ -103,7 +164,7 @@ def start_monitoring(
         group=group,
     )
     return MonitoringStack(
-        group, sandra_url, tls_url, prometheus, exporters, postgres_skipped
+        group, sandra_url, tls_url, prometheus, exporters, postgres_skipped, kubeconfig
     )
 
 
