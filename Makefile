@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+# Tasks the tests queue without a worker land in a database of their own.
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: install demo test lint check-migrations typecheck bench bench-mitigation
 
@@ -18,6 +20,7 @@ demo:
 
 test: install
 	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	BASTION_REDIS_URL=$${BASTION_REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -272,6 +272,12 @@ def prepare_bastion(environment: dict[str, str], log_dir: Path) -> str:
         "DEMO_ADMIN_PASSWORD": password,
     }
     manage(admin_environment, log_dir, "shell", "-c", _ADMIN_SCRIPT)
+    print(
+        f"Importing {CATALOG.relative_to(REPOSITORY)} with "
+        f"{OVERLAY.relative_to(REPOSITORY)} on top: sandra_api_latency's "
+        "range is 20s instead of 10m, so recovery shows within a minute, and "
+        "ssl_certificate_expiry fires below its threshold."
+    )
     manage(
         environment,
         log_dir,
@@ -363,7 +369,8 @@ def print_summary(
         f"  Logs:        {stack.group.log_dir}/",
         "",
         "Trigger a breach (in another shell, from this folder):",
-        "  .venv/bin/python -m demo.control latency 2.5",
+        "  .venv/bin/python -m demo.control latency 0.85   (scaling fixes it)",
+        "  .venv/bin/python -m demo.control latency 2.5    (scaling is not enough)",
         "  .venv/bin/python -m demo.control errors 0.2",
         "  .venv/bin/python -m demo.control throttle 0.3",
         "  .venv/bin/python -m demo.control failed-logins 30 --ip 203.0.113.7",

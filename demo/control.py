@@ -1,6 +1,6 @@
 """Turn sandra-api's faults on and off while the demo runs.
 
-    python -m demo.control latency 2.5        # add 2.5 s to every API request
+    python -m demo.control latency 0.85       # add 0.85 s to every API request
     python -m demo.control errors 0.2         # answer 20 % of requests with 500
     python -m demo.control throttle 0.3       # answer 30 % of requests with 429
     python -m demo.control failed-logins 30 --ip 203.0.113.7

@@ -206,6 +206,7 @@ class Decision(models.TextChoices):
     APPROVED = "approved", "approved"
     REJECTED = "rejected", "rejected"
     EXPIRED = "expired", "expired: nobody decided in time"
+    WITHDRAWN = "withdrawn", "withdrawn: the incident resolved first"
 
 
 class Approval(models.Model):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from devstack.gauges import GaugeExporter
 from devstack.prometheus import PrometheusServer, ScrapeTarget, start_prometheus
@@ -24,6 +25,22 @@ def pytest_configure(config: pytest.Config) -> None:
             "BASTION_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test "
             "(or run 'make test')"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def empty_task_queue():
+    """Drop the tasks that tests queued without a worker to run them.
+
+    Without this, the broker's queue grows with every run, and a worker
+    started later on the same database would run stale steps.
+    """
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete("celery")
+    yield
+    client.delete("celery")
+    client.close()
 
 
 @pytest.fixture

@@ -5,3 +5,7 @@ from django.dispatch import Signal
 # Sent after the transaction that opened the incident commits, with
 # ``incident_id``. Not sent for data source incidents.
 incident_opened = Signal()
+
+# Sent after the transaction that resolved the incident commits, with
+# ``incident_id``. Not sent for data source incidents.
+incident_resolved = Signal()

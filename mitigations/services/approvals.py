@@ -98,6 +98,12 @@ def describe_decision(approval: Approval) -> str:
             f"approval {approval.pk} expired at "
             f"{approval.decided_at:%Y-%m-%d %H:%M:%S %Z} without a decision"
         )
+    if approval.decision == Decision.WITHDRAWN:
+        return (
+            f"approval {approval.pk} was withdrawn at "
+            f"{approval.decided_at:%Y-%m-%d %H:%M:%S %Z} because the incident "
+            "resolved before anyone decided"
+        )
     who = approval.decided_by.get_username() if approval.decided_by else "someone"
     return (
         f"approval {approval.pk} was already {approval.decision} by {who} at "

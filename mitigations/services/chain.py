@@ -43,6 +43,12 @@ from watchers.models import Incident
 logger = logging.getLogger(__name__)
 
 SECRET_WORDS = ("password", "token", "secret", "credential")
+# Runs that have not acted yet, which a resolved incident skips.
+NOT_STARTED_STATUSES = (
+    RunStatus.QUEUED,
+    RunStatus.APPROVED,
+    RunStatus.WAITING_APPROVAL,
+)
 # What _claim returns when another worker changed the run first.
 CLAIMED_ELSEWHERE = "claimed elsewhere"
 
@@ -130,8 +136,8 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
         return StepResult(run.pk, run.status)
 
     if _earlier_steps_open(run):
-        # An approval can come before the steps ahead of it have finished;
-        # the run stays approved and starts when the chain reaches it.
+        # An approval can come before the steps ahead of it have finished.
+        # The run stays approved and starts when the chain reaches it.
         return StepResult(run.pk, run.status)
 
     if run.incident.resolved_at is not None:
@@ -419,6 +425,50 @@ def end_attempt(
             error=f"not run: the attempt {status}",
             finished_at=now,
         )
+
+
+def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int]:
+    """End the open attempts of a resolved incident; return the runs skipped.
+
+    Steps still queued or waiting for a decision are not run, and their
+    pending approvals are withdrawn, so nobody is asked about an incident
+    that is over. A step already running finishes. An attempt counts as
+    mitigated when one of its steps acted before the incident resolved,
+    otherwise as stopped.
+    """
+    from mitigations.models import Approval, Decision
+
+    now = now or timezone.now()
+    skipped: list[int] = []
+    with transaction.atomic():
+        attempts = MitigationAttempt.objects.select_for_update().filter(
+            incident_id=incident_id,
+            status__in=[AttemptStatus.RUNNING, AttemptStatus.VERIFYING],
+        )
+        for attempt in attempts:
+            left = attempt.runs.filter(status__in=NOT_STARTED_STATUSES)
+            ids = list(left.values_list("pk", flat=True))
+            left.update(
+                status=RunStatus.SKIPPED,
+                error="not run: the incident resolved first",
+                finished_at=now,
+            )
+            Approval.objects.filter(run_id__in=ids, decision=Decision.PENDING).update(
+                decision=Decision.WITHDRAWN, decided_at=now
+            )
+            acted = attempt.runs.filter(
+                status=RunStatus.SUCCEEDED, dry_run=False
+            ).exists()
+            status = AttemptStatus.MITIGATED if acted else AttemptStatus.STOPPED
+            end_attempt(attempt, status, "the incident resolved", now)
+            skipped.extend(ids)
+    if skipped:
+        logger.info(
+            "incident %s resolved: %s steps not run, their approvals withdrawn",
+            incident_id,
+            len(skipped),
+        )
+    return skipped
 
 
 def hold_remaining(incident_id: int) -> list[int]:

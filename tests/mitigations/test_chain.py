@@ -495,3 +495,55 @@ def test_each_step_outcome_is_in_the_audit_log(receiver):
     assert summaries[1].startswith(
         "step 2 test_ping_other on service sandra-api: failed"
     )
+
+
+def test_resolve_skips_waiting_steps_and_withdraws_approvals(
+    receiver, django_capture_on_commit_callbacks
+):
+    from mitigations.models import Approval, Decision, MitigationAttempt
+
+    incident = firing_incident(receiver, "test_ping", "test_ping_destructive")
+    with django_capture_on_commit_callbacks(execute=True):
+        results = drive(incident)
+    approval = Approval.objects.get(run__incident=incident)
+
+    skipped = chain.stop_for_resolved(incident.pk)
+
+    approval.refresh_from_db()
+    attempt = MitigationAttempt.objects.get(incident=incident)
+    assert results[-1].status == RunStatus.WAITING_APPROVAL
+    assert statuses(incident) == [RunStatus.SUCCEEDED, RunStatus.SKIPPED]
+    assert skipped == [results[-1].run_id]
+    assert approval.decision == Decision.WITHDRAWN
+    assert attempt.status == AttemptStatus.MITIGATED
+    assert len(receiver.requests) == 1
+
+
+def test_resolve_before_any_step_acted_stops_attempt(receiver):
+    from mitigations.models import MitigationAttempt
+
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+    first = chain.start_attempt(incident.pk, 1)
+
+    chain.stop_for_resolved(incident.pk)
+    result = chain.execute_run(first.pk)
+
+    attempt = MitigationAttempt.objects.get(incident=incident)
+    assert result.status == RunStatus.SKIPPED
+    assert statuses(incident) == [RunStatus.SKIPPED, RunStatus.SKIPPED]
+    assert attempt.status == AttemptStatus.STOPPED
+    assert receiver.requests == []
+
+
+def test_resolve_lets_running_step_finish(receiver):
+    from mitigations.models import MitigationAttempt
+
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+    first = chain.start_attempt(incident.pk, 1)
+    ActionRun.objects.filter(pk=first.pk).update(status=RunStatus.RUNNING)
+
+    chain.stop_for_resolved(incident.pk)
+
+    attempt = MitigationAttempt.objects.get(incident=incident)
+    assert statuses(incident) == [RunStatus.RUNNING, RunStatus.SKIPPED]
+    assert attempt.status == AttemptStatus.STOPPED

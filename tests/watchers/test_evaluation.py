@@ -278,3 +278,35 @@ def test_watcher_health_change_is_in_the_audit_log(client):
     events = AuditEvent.objects.filter(kind="watcher.health")
     assert events.count() == 1
     assert "unknown -> error" in events.get().summary
+
+
+def test_resolve_stops_the_waiting_mitigation(
+    exporter, settle, client, django_capture_on_commit_callbacks
+):
+    from mitigations.choices import AttemptStatus, RunStatus
+    from mitigations.models import ActionRun, MitigationAttempt, MitigationStep
+
+    watcher = series_watcher("queue", resolve_delay_seconds=INTERVAL)
+    # A destructive step always waits for a person, so it is still waiting
+    # when the metric recovers.
+    MitigationStep.objects.create(watcher=watcher, position=1, action="clear_caches")
+    exporter.set(0.95, series="queue")
+    settle('bastion_test_value{series="queue"}', has_value(0.95))
+    with django_capture_on_commit_callbacks(execute=True):
+        for index in (0, 1, 2):
+            evaluate_watchers([watcher.id], slot(index), client=client)
+    run = ActionRun.objects.get(incident__watcher=watcher)
+    run.status = RunStatus.WAITING_APPROVAL
+    run.save(update_fields=["status"])
+
+    exporter.set(0.1, series="queue")
+    settle('bastion_test_value{series="queue"}', has_value(0.1))
+    with django_capture_on_commit_callbacks(execute=True):
+        for index in (3, 4):
+            evaluate_watchers([watcher.id], slot(index), client=client)
+
+    run.refresh_from_db()
+    attempt = MitigationAttempt.objects.get(incident__watcher=watcher)
+    assert not open_incidents(watcher).exists()
+    assert run.status == RunStatus.SKIPPED
+    assert attempt.status == AttemptStatus.STOPPED

@@ -38,7 +38,7 @@ from watchers.services.judging import (
 )
 from watchers.services.prometheus import PrometheusClient, Sample
 from watchers.services.promql import PromQLError, check_instant_query
-from watchers.signals import incident_opened
+from watchers.signals import incident_opened, incident_resolved
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def _persist(
             _evaluate_one(watcher, outcome, writer, now, report)
         writer.flush(report)
         opened = list(writer.opened_now)
-        transaction.on_commit(lambda: _announce_opened(opened))
+        resolved = [incident.pk for incident in writer.resolved]
+        transaction.on_commit(lambda: _announce(opened, resolved))
         write_fields(
             Watcher,
             watchers,
@@ -229,9 +230,11 @@ def _evaluate_one(
     writer.apply(watcher, samples)
 
 
-def _announce_opened(incident_ids: list[int]) -> None:
-    for incident_id in incident_ids:
+def _announce(opened: list[int], resolved: list[int]) -> None:
+    for incident_id in opened:
         incident_opened.send(sender=Incident, incident_id=incident_id)
+    for incident_id in resolved:
+        incident_resolved.send(sender=Incident, incident_id=incident_id)
 
 
 def _mark_unhealthy(watcher: Watcher, health: str, message: str) -> None:
