@@ -5,7 +5,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 # Tasks the tests queue without a worker land in a database of their own.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test lint check-migrations typecheck bench bench-mitigation
+.PHONY: install demo test lint check-migrations typecheck bench bench-mitigation \
+	bench-approval
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -40,3 +41,7 @@ bench: install
 bench-mitigation: install
 	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
 		$(PYTHON) -m bench.mitigation_latency $(BENCH_ARGS)
+
+bench-approval: install
+	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
+		$(PYTHON) -m bench.approval_latency $(BENCH_ARGS)

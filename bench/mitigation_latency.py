@@ -5,7 +5,8 @@ evaluation sends once its transaction commits, and waits for the worker to
 start and finish a no-op step. Two figures come out, as p50 and p95:
 
 - firing to step start: the signal's time to the run's ``started_at``
-  (two task hops through Redis: start the attempt, then run the step);
+  (the attempt's rows written where the signal is received, as in the
+  evaluation worker, then one task hop through Redis to run the step);
 - step start to finish: ``started_at`` to ``finished_at`` of the no-op, the
   chain's own bookkeeping (guardrails, claim, recording).
 
