@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 # Tasks the tests queue without a worker land in a database of their own.
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/4
 
 .PHONY: install demo test lint check-migrations typecheck bench bench-mitigation \
 	bench-approval

@@ -167,6 +167,9 @@ ACTION_COOLDOWN_SECONDS = env.read_int("ACTION_COOLDOWN_SECONDS", 300, 0)
 VERIFY_WINDOW_SECONDS = env.read_int("VERIFY_WINDOW_SECONDS", 120, 0)
 VERIFY_EVERY_SECONDS = env.read_float("VERIFY_EVERY_SECONDS", 10.0, 0.1)
 MAX_MITIGATION_ATTEMPTS = env.read_int("MAX_MITIGATION_ATTEMPTS", 3, 1)
+# Pause after a failed step before the next attempt, so a dependency that is
+# down gets time to come back instead of three attempts in a second.
+ATTEMPT_RETRY_SECONDS = env.read_float("ATTEMPT_RETRY_SECONDS", 60.0, 0)
 STEP_RETRIES = env.read_int("STEP_RETRIES", 2, 0)
 RECONCILE_EVERY_SECONDS = env.read_float("RECONCILE_EVERY_SECONDS", 30.0, 1)
 RECONCILE_GRACE_SECONDS = env.read_int("RECONCILE_GRACE_SECONDS", 30, 0)

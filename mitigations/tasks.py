@@ -6,12 +6,19 @@ from mitigations.models import MitigationAttempt
 from mitigations.services import chain, verification
 
 
-def _follow(result: chain.StepResult) -> None:
+def follow(result: chain.StepResult) -> None:
+    """Queue what comes after a step: the next step, a verification or a retry."""
     if result.next_run_id is not None:
         run_mitigation_step.delay(result.next_run_id)
     if result.verify_attempt_id is not None:
         verify_mitigation.apply_async(
             (result.verify_attempt_id,), countdown=settings.VERIFY_EVERY_SECONDS
+        )
+    if result.failed_attempt_id is not None:
+        attempt = MitigationAttempt.objects.get(pk=result.failed_attempt_id)
+        start_mitigation.apply_async(
+            (attempt.incident_id, attempt.number + 1),
+            countdown=settings.ATTEMPT_RETRY_SECONDS,
         )
 
 
@@ -27,7 +34,7 @@ def start_mitigation(incident_id: int, number: int = 1) -> None:
 @shared_task(name="mitigations.run_mitigation_step", ignore_result=True, acks_late=True)
 def run_mitigation_step(run_id: int) -> str:
     result = chain.execute_run(run_id)
-    _follow(result)
+    follow(result)
     return result.status
 
 
@@ -48,7 +55,7 @@ def verify_mitigation(attempt_id: int) -> str:
 def reconcile_mitigations() -> int:
     results = verification.reconcile_stale_runs()
     for result in results:
-        _follow(result)
+        follow(result)
     for run_id in verification.stranded_runs():
         run_mitigation_step.delay(run_id)
     return len(results)

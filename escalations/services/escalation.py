@@ -57,11 +57,14 @@ def escalate(
 ) -> bool:
     """Escalate the incident to ``severity``; return False if it was no raise.
 
-    Marks the incident escalated, puts its queued steps on hold, records the
-    escalation and notifies the severity's route and the rule's receivers.
+    Marks the incident escalated, puts its queued steps on hold (or, when
+    every automatic attempt failed, starts one more whose steps wait for a
+    decision), records the escalation and notifies the severity's route and
+    the rule's receivers.
     Shadow and resolved incidents are never escalated.
     """
-    from mitigations.services.chain import hold_remaining
+    from mitigations.services.chain import hold_remaining, offer_retry
+    from mitigations.tasks import run_mitigation_step
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -79,6 +82,10 @@ def escalate(
         incident.save(update_fields=["escalated_at", "escalation_severity"])
 
         held = hold_remaining(incident.pk)
+        retry = offer_retry(incident.pk)
+        if retry is not None:
+            retry_id = retry.pk
+            transaction.on_commit(lambda: run_mitigation_step.delay(retry_id))
         Escalation.objects.create(
             incident=incident,
             severity=severity,

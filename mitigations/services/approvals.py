@@ -442,14 +442,9 @@ def _skip_leftovers(attempt: MitigationAttempt, now: datetime) -> None:
 
 
 def _follow(result: chain.StepResult) -> None:
-    from mitigations.tasks import run_mitigation_step, verify_mitigation
+    from mitigations.tasks import follow
 
-    if result.next_run_id is not None:
-        run_mitigation_step.delay(result.next_run_id)
-    if result.verify_attempt_id is not None:
-        verify_mitigation.apply_async(
-            (result.verify_attempt_id,), countdown=settings.VERIFY_EVERY_SECONDS
-        )
+    follow(result)
 
 
 # Expiry

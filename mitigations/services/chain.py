@@ -53,21 +53,33 @@ NOT_STARTED_STATUSES = (
 CLAIMED_ELSEWHERE = "claimed elsewhere"
 
 
+# Step outcomes after which a new attempt may help: the automation failed,
+# where a rejection or a guardrail means a person or a limit said no.
+RETRYABLE_STATUSES = frozenset({RunStatus.FAILED, RunStatus.LOST})
+
+
 @dataclass(frozen=True)
 class StepResult:
     run_id: int
     status: str
     next_run_id: int | None = None
     verify_attempt_id: int | None = None
+    # Set when a failed step ended its attempt and the next attempt is due.
+    failed_attempt_id: int | None = None
 
 
 def start_attempt(
-    incident_id: int, number: int, now: datetime | None = None
+    incident_id: int,
+    number: int,
+    now: datetime | None = None,
+    *,
+    beyond_maximum: bool = False,
 ) -> ActionRun | None:
     """Create attempt ``number`` and its runs; return the first run to execute.
 
     The number makes the call idempotent: a second call for the same number
-    finds the attempt already there and starts nothing.
+    finds the attempt already there and starts nothing. Numbers above
+    MAX_MITIGATION_ATTEMPTS start only with ``beyond_maximum``.
     """
     now = now or timezone.now()
     incident = Incident.objects.select_related("watcher").filter(pk=incident_id).first()
@@ -77,7 +89,7 @@ def start_attempt(
     steps = list(watcher.steps.order_by("position"))
     if watcher.mode == Mode.PAUSED or not steps:
         return None
-    if number > settings.MAX_MITIGATION_ATTEMPTS:
+    if number > settings.MAX_MITIGATION_ATTEMPTS and not beyond_maximum:
         return None
     dry_run = incident.is_shadow or watcher.mode == Mode.SHADOW
     try:
@@ -386,7 +398,10 @@ def after_run(run: ActionRun, status: str, error: str, now: datetime) -> StepRes
             f"step {run.position} ({run.action}) {status}: {error}",
             now,
         )
-        return StepResult(run.pk, status)
+        retry = status in RETRYABLE_STATUSES
+        return StepResult(
+            run.pk, status, failed_attempt_id=run.attempt_id if retry else None
+        )
     following = (
         run.attempt.runs.filter(position__gt=run.position).order_by("position").first()
     )
@@ -502,6 +517,38 @@ def hold_remaining(incident_id: int) -> list[int]:
             len(held),
         )
     return held
+
+
+def offer_retry(incident_id: int) -> ActionRun | None:
+    """Start one more attempt for people to approve, once automation gave up.
+
+    Called when an incident escalates. When every automatic attempt failed
+    and none is open, the chain starts again, and because the incident is
+    escalated each of its steps waits for a decision. Without it, such an
+    escalation would leave people nothing to approve. Returns the first run.
+    """
+    attempts = list(
+        MitigationAttempt.objects.filter(incident_id=incident_id).order_by("number")
+    )
+    if any(
+        a.status in (AttemptStatus.RUNNING, AttemptStatus.VERIFYING) for a in attempts
+    ):
+        return None
+    automatic = [a for a in attempts if a.number <= settings.MAX_MITIGATION_ATTEMPTS]
+    if len(automatic) < settings.MAX_MITIGATION_ATTEMPTS:
+        return None
+    if automatic[-1].status != AttemptStatus.FAILED:
+        return None
+    number = attempts[-1].number + 1
+    first = start_attempt(incident_id, number, beyond_maximum=True)
+    if first is not None:
+        logger.info(
+            "incident %s: every automatic attempt failed, attempt %s waits for a "
+            "decision",
+            incident_id,
+            number,
+        )
+    return first
 
 
 def redact(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from mitigations.models import (
     MitigationAttempt,
     MitigationStep,
 )
+from mitigations.services import chain
 from tests.escalations.conftest import NOW, bodies, make_incident, minutes, send_all
 from tests.watchers.factories import make_watcher
 from watchers.models import Incident
@@ -48,6 +49,38 @@ def test_three_consecutive_failures_escalate_high(routed):
     evaluate_open_incidents(NOW)
 
     assert level(incident) == "high"
+
+
+def test_escalation_after_failures_offers_one_more_attempt(
+    routed, django_capture_on_commit_callbacks
+):
+    incident = make_incident()
+    MitigationStep.objects.create(
+        watcher=incident.watcher, position=1, action="clear_caches"
+    )
+    add_attempts(incident, *[AttemptStatus.FAILED] * 3)
+
+    escalate(incident.pk, "high", "3 attempts failed", now=NOW)
+    offered = MitigationAttempt.objects.get(incident=incident, number=4)
+    run = ActionRun.objects.get(attempt=offered)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = chain.execute_run(run.pk)
+
+    assert offered.status == AttemptStatus.RUNNING
+    assert result.status == RunStatus.WAITING_APPROVAL
+    assert Approval.objects.filter(run=run).count() == 1
+
+
+def test_escalation_offers_nothing_while_attempts_remain(routed):
+    incident = make_incident()
+    MitigationStep.objects.create(
+        watcher=incident.watcher, position=1, action="clear_caches"
+    )
+    add_attempts(incident, AttemptStatus.FAILED, AttemptStatus.FAILED)
+
+    escalate(incident.pk, "high", "by hand", now=NOW)
+
+    assert not MitigationAttempt.objects.filter(incident=incident, number=3).exists()
 
 
 def test_mitigated_attempt_breaks_the_run(routed):

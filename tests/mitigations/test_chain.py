@@ -207,6 +207,36 @@ def test_failed_step_stops_the_chain(receiver):
     assert "HTTP 400" in attempt.note
 
 
+def test_failed_step_asks_for_next_attempt(receiver):
+    receiver.statuses = [400]
+    incident = firing_incident(receiver, "test_ping")
+
+    results = drive(incident)
+    second = drive(incident, number=2)
+
+    attempt = incident.attempts.get(number=1)
+    assert results[-1].failed_attempt_id == attempt.pk
+    assert second[-1].status == RunStatus.SUCCEEDED
+    assert len(receiver.requests) == 2
+
+
+def test_blocked_step_asks_for_no_retry(receiver):
+    AutomationSwitch.objects.update_or_create(pk=1, defaults={"enabled": False})
+    incident = firing_incident(receiver, "test_ping")
+
+    results = drive(incident)
+
+    assert results[-1].status == RunStatus.BLOCKED
+    assert results[-1].failed_attempt_id is None
+
+
+def test_no_attempt_beyond_the_maximum(receiver, settings):
+    settings.MAX_MITIGATION_ATTEMPTS = 2
+    incident = firing_incident(receiver, "test_ping")
+
+    assert chain.start_attempt(incident.pk, 3) is None
+
+
 def test_step_marked_to_continue_lets_the_chain_go_on(receiver):
     receiver.statuses = [400]
     incident = firing_incident(
