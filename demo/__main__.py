@@ -28,6 +28,7 @@ import redis
 
 from demo import DEMO_VAR_DIR, REPOSITORY, STATE_FILE
 from demo.control import write_state
+from demo.scenarios import SCENARIOS, run_scenarios
 from devstack.exporters import missing_packages
 from devstack.monitoring import (
     MonitoringStack,
@@ -217,6 +218,10 @@ def mitigation_environment(targets: MitigationTargets) -> dict[str, str]:
         "BASTION_TARGET_REDIS_URL": targets.target_redis_url,
         "BASTION_ACTION_DEFAULTS_FILE": str(targets.action_defaults),
         "BASTION_COMMAND_ALLOWLIST": COMMAND_ALLOWLIST,
+        # The guardrail's 5 min and the pause between attempts, scaled down
+        # like the windows, so a breach repeated a minute later acts again.
+        "BASTION_ACTION_COOLDOWN_SECONDS": str(300 // WINDOW_SCALE),
+        "BASTION_ATTEMPT_RETRY_SECONDS": str(60 / WINDOW_SCALE),
     }
     for name, path in RECEIVER_PATHS.items():
         environment[f"BASTION_RECEIVER_{name}_URL"] = targets.receiver_url + path
@@ -444,6 +449,10 @@ def run(arguments: argparse.Namespace, group: ProcessGroup) -> int:
     if arguments.check:
         print("Checking that every catalog metric has a value in Prometheus:")
         return 1 if check_catalog_metrics(stack) else 0
+    if arguments.scenario:
+        return run_scenarios(
+            arguments.scenario, environment, stack.sandra_api_url, receiver_url, group
+        )
     print_summary(stack, None if arguments.no_web else web_url, password, targets)
     while True:
         group.check_alive()
@@ -485,6 +494,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-web", action="store_true", help="do not start the web server"
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="start everything, run this scripted breach and check Bastion's "
+        "response, then stop (repeat the option to run several)",
     )
     return parser.parse_args(argv)
 

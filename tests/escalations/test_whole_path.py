@@ -2,7 +2,7 @@
 
 A real Prometheus scrapes a gauge the test sets; a real Celery worker and
 beat evaluate the watcher, run its scale step against the Kubernetes API
-stand-in (told to fail every scale), escalate, and post to a local
+stand-in (set to fail every scale), escalate, and post to a local
 Slack-compatible receiver. The test then follows the message's link as a
 person would: it signs in, approves, and the step runs.
 """
