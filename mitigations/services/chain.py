@@ -53,9 +53,10 @@ NOT_STARTED_STATUSES = (
 CLAIMED_ELSEWHERE = "claimed elsewhere"
 
 
-# Step outcomes after which a new attempt may help: the automation failed,
-# where a rejection or a guardrail means a person or a limit said no.
-RETRYABLE_STATUSES = frozenset({RunStatus.FAILED, RunStatus.LOST})
+# Step outcomes after which a new attempt may help: the action failed. A
+# rejection or a guardrail means a person or a limit said no, and a lost run
+# may have acted, so repeating it would not be safe.
+RETRYABLE_STATUSES = frozenset({RunStatus.FAILED})
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,16 @@ def test_blocked_step_asks_for_no_retry(receiver):
     assert results[-1].failed_attempt_id is None
 
 
+def test_lost_step_asks_for_no_retry(receiver):
+    incident = firing_incident(receiver, "test_ping")
+    run = chain.start_attempt(incident.pk, 1)
+
+    result = chain.after_run(run, RunStatus.LOST, "worker lost", timezone.now())
+
+    assert result.failed_attempt_id is None
+    assert incident.attempts.get().status == AttemptStatus.FAILED
+
+
 def test_no_attempt_beyond_the_maximum(receiver, settings):
     settings.MAX_MITIGATION_ATTEMPTS = 2
     incident = firing_incident(receiver, "test_ping")

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def start_worker(group: ProcessGroup, name: str, redis_url: str) -> None:
+def start_worker(group: ProcessGroup, name: str, redis_url: str, queue: str) -> None:
     group.start(
         name,
         [
@@ -40,6 +40,7 @@ def start_worker(group: ProcessGroup, name: str, redis_url: str) -> None:
             "--loglevel=info",
             "--include=tests.mitigations.worker_actions",
             f"--hostname={name}@%h",
+            f"--queues={queue}",
         ],
         env={
             "BASTION_DATABASE_URL": database_url(),
@@ -61,6 +62,9 @@ def wait_until(condition, timeout_seconds: float, message: str) -> None:
 
 def test_killed_worker_never_runs_the_step_twice(tmp_path):
     redis_url = f"redis://127.0.0.1:6379/{10 + os.getpid() % 5}"
+    # A queue of its own, so a worker of another test run on this Redis
+    # database cannot take the redelivered task.
+    queue = f"killed-worker-{os.getpid()}-{time.time_ns()}"
     # A Celery app of its own, so the project app's producer pool (already
     # bound to another broker by earlier tests) cannot send it elsewhere.
     sender = Celery(broker=redis_url)
@@ -78,15 +82,17 @@ def test_killed_worker_never_runs_the_step_twice(tmp_path):
     )
     group = ProcessGroup(tmp_path / "logs")
     try:
-        start_worker(group, "first", redis_url)
+        start_worker(group, "first", redis_url, queue)
         first_run = chain.start_attempt(incident.pk, 1)
-        sender.send_task("mitigations.run_mitigation_step", args=[first_run.pk])
+        sender.send_task(
+            "mitigations.run_mitigation_step", args=[first_run.pk], queue=queue
+        )
         wait_until(lambda: receiver.requests, 60, "the step never reached the receiver")
 
         _, first = group.processes[0]
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-        start_worker(group, "second", redis_url)
+        start_worker(group, "second", redis_url, queue)
         second_log = tmp_path / "logs" / "second.log"
         wait_until(
             lambda: (
