@@ -43,7 +43,12 @@ def flush_db(settings):
     """Database 15, empty, as the application's cache."""
     client = redis.Redis.from_url(f"{REDIS_SERVER}/{FLUSH_DB}", decode_responses=True)
     if client.dbsize():
-        pytest.skip(f"Redis database {FLUSH_DB} holds keys this test did not write")
+        # Failing, not skipping, keeps the flush tests from vanishing quietly.
+        pytest.fail(
+            f"Redis database {FLUSH_DB} holds keys these tests did not write, and "
+            f"they flush it: empty it with 'redis-cli -n {FLUSH_DB} flushdb' if "
+            "nothing else uses it"
+        )
     settings.TARGET_REDIS_URL = f"{REDIS_SERVER}/{FLUSH_DB}"
     target_redis.cache_clear()
     yield client
