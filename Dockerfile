@@ -5,6 +5,7 @@ COPY bastion bastion
 COPY watchers watchers
 COPY mitigations mitigations
 COPY escalations escalations
+COPY audit audit
 COPY templates templates
 COPY manage.py ./
 RUN pip install --no-cache-dir . \
