@@ -8,7 +8,6 @@ from bench.report import (
     PROFILE_HEADER,
     SIZE_HEADER,
     VARIANT_HEADER,
-    WRITE_HEADER,
     Results,
     breach_rows,
     fanout_rows,
@@ -17,7 +16,6 @@ from bench.report import (
     table,
     variant_rows,
     verdict,
-    write_rows,
 )
 from bench.stack import SCRAPE_INTERVAL, THRESHOLD
 
@@ -65,14 +63,6 @@ FANOUT_TEXT = [
     "One watcher whose query returns 1 to 1,000 series",
     '(`bench_fanout{series=~"[0-9]{1,3}"}` and narrower), with `max_series`',
     "raised to the series count.",
-]
-
-WRITE_TEXT = [
-    "Each repeat runs a whole cycle of the same watchers, then writes their",
-    "rows twice more: once with the write the cycle uses on PostgreSQL, one",
-    "`UPDATE ... FROM (VALUES ...)` statement per 500 rows",
-    "(watchers/services/bulk.py), and once with Django's `bulk_update`, which",
-    "the cycle used before and which SQLite still uses.",
 ]
 
 BREACH_TEXT = [
@@ -133,12 +123,6 @@ def render_markdown(results: Results) -> str:
             PROFILE_HEADER,
             profile_rows(results),
         ),
-        (
-            f"Writing {GOAL_WATCHERS:,} evaluated watchers",
-            WRITE_TEXT,
-            WRITE_HEADER,
-            write_rows(results),
-        ),
     ]
     for title, text, header, rows in sections:
         if rows:
@@ -180,7 +164,6 @@ def interpretation(results: Results) -> list[str]:
     paragraphs.extend(_fanout_cost(results))
     paragraphs.extend(_write_cost(results))
     paragraphs.extend(_profile_summary(results))
-    paragraphs.extend(_write_estimate(results))
     paragraphs.append(
         "Bastion's client, Prometheus, PostgreSQL and the exporters share the "
         "machine's cores, and other work on the machine (see the load averages "
@@ -288,16 +271,3 @@ def _profile_summary(results: Results) -> list[str]:
     ranked = sorted(steps, key=lambda line: line.share, reverse=True)
     named = ", ".join(f"{line.label} {line.share:.0%}" for line in ranked)
     return [f"In the profiled cycle the top-level steps take: {named}."]
-
-
-def _write_estimate(results: Results) -> list[str]:
-    writes = results.writes
-    if writes is None:
-        return []
-    bulk = median(writes.bulk_update)
-    values = median(writes.values_update)
-    return [
-        f"Writing {GOAL_WATCHERS:,} watcher rows took {values:.3f} s at the median "
-        f"with one `UPDATE ... FROM (VALUES ...)` per 500 rows, against "
-        f"{bulk:.3f} s with Django's `bulk_update` ({bulk / values:.0f}x more)."
-    ]
