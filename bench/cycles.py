@@ -68,7 +68,9 @@ def create_watchers(value_watchers: int, fanouts: list[int]) -> dict[str, list[i
 
     ids = {"value": _ids_by_name(f"{PREFIX}value-")}
     for series in fanouts:
-        ids[f"fanout-{series}"] = _ids_by_name(f"{PREFIX}fanout-{series}")
+        # By exact name: "fanout-1" is also the start of "fanout-1000".
+        fanout = Watcher.objects.get(name=f"{PREFIX}fanout-{series}")
+        ids[f"fanout-{series}"] = [fanout.pk]
     return ids
 
 

@@ -20,7 +20,6 @@ from bench.plan import Plan
 from bench.profiling import profile_cycles
 from bench.report import GOAL_WATCHERS, Results, SizeResult, VariantResult
 from bench.stack import THRESHOLD, BenchStack
-from bench.writes import compare_watcher_writes
 from devstack.prometheus import find_prometheus
 from watchers.models import Incident, SeriesState, Watcher
 
@@ -117,9 +116,6 @@ def _measure_profile(
     )
     results.profile_batch_size = PROFILE_BATCH_SIZE
     results.profile_cycles = plan.profile_cycles
-    _step(f"timing the write of {len(ids):,} evaluated watchers two ways")
-    _vacuum()
-    results.writes = compare_watcher_writes(runner, ids, plan.write_repeats)
 
 
 def _measure_fanout(

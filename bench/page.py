@@ -8,7 +8,6 @@ from bench.report import (
     PROFILE_HEADER,
     SIZE_HEADER,
     VARIANT_HEADER,
-    WRITE_HEADER,
     Results,
     breach_rows,
     fanout_rows,
@@ -17,7 +16,6 @@ from bench.report import (
     table,
     variant_rows,
     verdict,
-    write_rows,
 )
 from bench.stack import SCRAPE_INTERVAL, THRESHOLD
 
@@ -44,8 +42,9 @@ METHOD = [
     "and would be cheaper still.",
     "",
     "A cycle is one call of `evaluate_watchers` with a new slot: the claim",
-    "(a conditional UPDATE), the batched queries over HTTP, judging, and the",
-    "writes in one transaction. `cycle` is its `total_seconds` and `query` its",
+    "(a conditional UPDATE that also returns the columns the evaluation",
+    "reads), the batched queries over HTTP, judging, and the writes in one",
+    "transaction. `cycle` is its `total_seconds` and `query` its",
     "`query_seconds` (all Prometheus requests of the cycle, including JSON",
     "decoding). The first cycle of each case is dropped as warm-up, and with",
     "so few cycles kept the p95 is close to the slowest of them. The",
@@ -67,20 +66,16 @@ FANOUT_TEXT = [
     "raised to the series count.",
 ]
 
-WRITE_TEXT = [
-    "Each repeat runs a whole cycle of the same watchers, then writes their",
-    "rows twice more: once with the write the cycle uses on PostgreSQL, one",
-    "`UPDATE ... FROM (VALUES ...)` statement per 500 rows",
-    "(watchers/services/bulk.py), and once with Django's `bulk_update`, which",
-    "the cycle used before and which SQLite still uses.",
-]
-
 BREACH_TEXT = [
     "Every tenth watcher's value is raised far above the threshold, and each",
     "cycle is timed once, from the first breach until the incidents fire",
     "(window 30 s, one slot every 15 s). Compare with the steady-state median",
     "at the same size: the difference is the cost of writing series states",
-    "and opening incidents. Each line is a single cycle, not a median.",
+    "and opening incidents. The cycle that opens incidents also runs, after",
+    "its commit and in its own process, what each new incident triggers: the",
+    "dashboard's live message, the start of its mitigation attempt and the",
+    "check for an immediate escalation. Each line is a single cycle, not a",
+    "median.",
 ]
 
 
@@ -133,12 +128,6 @@ def render_markdown(results: Results) -> str:
             PROFILE_HEADER,
             profile_rows(results),
         ),
-        (
-            f"Writing {GOAL_WATCHERS:,} evaluated watchers",
-            WRITE_TEXT,
-            WRITE_HEADER,
-            write_rows(results),
-        ),
     ]
     for title, text, header, rows in sections:
         if rows:
@@ -180,7 +169,6 @@ def interpretation(results: Results) -> list[str]:
     paragraphs.extend(_fanout_cost(results))
     paragraphs.extend(_write_cost(results))
     paragraphs.extend(_profile_summary(results))
-    paragraphs.extend(_write_estimate(results))
     paragraphs.append(
         "Bastion's client, Prometheus, PostgreSQL and the exporters share the "
         "machine's cores, and other work on the machine (see the load averages "
@@ -234,13 +222,14 @@ def _single_request(results: Results) -> list[str]:
     ]
     if not whole or not sequential:
         return []
+    one_request = median(whole[0].times.query())
+    batches = median(sequential[0].times.query())
+    growth = "grows faster than" if one_request > batches else "grows no faster than"
     return [
-        f"All {watchers:,} expressions in one request took "
-        f"{median(whole[0].times.query()):.3f} s of query time at the median, "
-        f"against {median(sequential[0].times.query()):.3f} s in batches of "
+        f"All {watchers:,} expressions in one request took {one_request:.3f} s "
+        f"of query time at the median, against {batches:.3f} s in batches of "
         f"{sequential[0].batch_size} sent one after the other. The time of one "
-        "request grows faster than the number of expressions that its `or` "
-        "chain joins."
+        f"request {growth} the number of expressions that it joins with `or`."
     ]
 
 
@@ -288,16 +277,3 @@ def _profile_summary(results: Results) -> list[str]:
     ranked = sorted(steps, key=lambda line: line.share, reverse=True)
     named = ", ".join(f"{line.label} {line.share:.0%}" for line in ranked)
     return [f"In the profiled cycle the top-level steps take: {named}."]
-
-
-def _write_estimate(results: Results) -> list[str]:
-    writes = results.writes
-    if writes is None:
-        return []
-    bulk = median(writes.bulk_update)
-    values = median(writes.values_update)
-    return [
-        f"Writing {GOAL_WATCHERS:,} watcher rows took {values:.3f} s at the median "
-        f"with one `UPDATE ... FROM (VALUES ...)` per 500 rows, against "
-        f"{bulk:.3f} s with Django's `bulk_update` ({bulk / values:.0f}x more)."
-    ]

@@ -20,7 +20,6 @@ class Plan:
         (1000, 1),
     )
     profile_cycles: int = 3
-    write_repeats: int = 7
     breach_share: float = 0.1
     breach_watchers: int = 1000
 
@@ -37,5 +36,4 @@ class Plan:
             fanouts=(1, 100),
             variants=((100, 4), (500, 2)),
             profile_cycles=2,
-            write_repeats=2,
         )

@@ -20,7 +20,7 @@ STEPS = [
     ("whole cycle", "watchers/services/evaluation.py", "evaluate_watchers"),
     (
         "claim the slot (UPDATE ... RETURNING)",
-        "watchers/services/evaluation.py",
+        "watchers/services/claimed.py",
         "claim_slot",
     ),
     ("query Prometheus (query_all)", "watchers/services/batching.py", "query_all"),
@@ -34,15 +34,21 @@ STEPS = [
     ("  samples split per watcher", "watchers/services/batching.py", "_split_samples"),
     ("persist results (_persist)", "watchers/services/evaluation.py", "_persist"),
     (
-        "  load series states and incidents",
-        "watchers/services/evaluation.py",
-        "__init__",
+        "  health and values per watcher (result_for)",
+        "watchers/services/results.py",
+        "result_for",
     ),
+    (
+        "  write watcher rows (write_results)",
+        "watchers/services/results.py",
+        "write_results",
+    ),
+    ("  load series states and incidents", "watchers/services/series.py", "_load"),
     ("  judge series (judging.judge)", "watchers/services/judging.py", "judge"),
     (
-        "  write rows (bulk.write_fields)",
-        "watchers/services/bulk.py",
-        "write_fields",
+        "  write series states and incidents (flush)",
+        "watchers/services/series.py",
+        "flush",
     ),
     (
         "record data source health",

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from bench.cycles import CycleTimes, median, p95
 from bench.profiling import ProfileLine
 from bench.stack import GroupTiming
-from bench.writes import WriteComparison
 from watchers.services.evaluation import CycleReport
 
 GOAL_RATIO = 3.0
@@ -47,7 +46,6 @@ class Results:
     profile: list[ProfileLine] = field(default_factory=list)
     profile_batch_size: int = 0
     profile_cycles: int = 0
-    writes: WriteComparison | None = None
     cycles_kept: int = 0
 
     def goal_size(self) -> SizeResult | None:
@@ -175,34 +173,6 @@ def profile_rows(results: Results) -> list[list[str]]:
 PROFILE_HEADER = ["step", "seconds per cycle (profiled)", "share of the cycle"]
 
 
-def write_rows(results: Results) -> list[list[str]]:
-    """Return rows for the cycle and both ways of writing the watchers."""
-    goal = results.goal_size()
-    writes = results.writes
-    if goal is None or writes is None:
-        return []
-    rows = [
-        ["whole cycle (as measured, interleaved)", writes.cycles],
-        [
-            "UPDATE ... FROM (VALUES ...) per 500 rows (the cycle's write)",
-            writes.values_update,
-        ],
-        ["Django bulk_update, batch_size=500 (the earlier write)", writes.bulk_update],
-    ]
-    return [
-        [
-            label,
-            _seconds(median(values)),
-            _seconds(p95(values)),
-            f"{median(values) / goal.prometheus.median:.1f}x",
-        ]
-        for label, values in rows
-    ]
-
-
-WRITE_HEADER = ["", "median", "p95", "median / Prometheus rule group"]
-
-
 def render_text(results: Results) -> str:
     """Return the tables as plain text for the terminal."""
     sections = [
@@ -219,11 +189,6 @@ def render_text(results: Results) -> str:
             breach_rows(results),
         ),
         ("Profile", PROFILE_HEADER, profile_rows(results)),
-        (
-            f"Writing {GOAL_WATCHERS:,} evaluated watchers",
-            WRITE_HEADER,
-            write_rows(results),
-        ),
     ]
     lines = []
     for title, header, rows in sections:

@@ -84,9 +84,16 @@ class Watcher(models.Model):
 
     @property
     def effective_resolve_delay_seconds(self) -> int:
-        if self.resolve_delay_seconds is not None:
-            return self.resolve_delay_seconds
-        return 2 * self.interval_seconds
+        return effective_resolve_delay(
+            self.resolve_delay_seconds, self.interval_seconds
+        )
+
+
+def effective_resolve_delay(resolve_delay_seconds: int | None, interval: int) -> int:
+    """Return the resolve delay in seconds: the one set, else two intervals."""
+    if resolve_delay_seconds is not None:
+        return resolve_delay_seconds
+    return 2 * interval
 
 
 class SeriesState(models.Model):

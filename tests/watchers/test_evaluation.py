@@ -14,6 +14,7 @@ from django.utils import timezone
 from tests.watchers.factories import make_watcher
 from watchers.choices import Health, IncidentState, Mode
 from watchers.models import Incident, SeriesState, Watcher
+from watchers.services.claimed import claim_slot
 from watchers.services.evaluation import evaluate_watchers
 from watchers.services.prometheus import PrometheusClient
 
@@ -111,6 +112,36 @@ def test_older_slot_after_newer_one_is_ignored(exporter, settle, client):
     late = evaluate_watchers([watcher.id], slot(4), client=client)
     assert late.evaluated == 0
     assert Watcher.objects.get(pk=watcher.pk).evaluated_slot == slot(5)
+
+
+class OvertakingClient(PrometheusClient):
+    """Lets a newer slot of the watcher be claimed while its query runs."""
+
+    def __init__(self, url: str, watcher_id: int, newer_slot: datetime) -> None:
+        super().__init__(url=url, timeout_seconds=5)
+        self.watcher_id = watcher_id
+        self.newer_slot = newer_slot
+
+    def query(self, expression: str, at: datetime | None = None) -> list:
+        assert claim_slot([self.watcher_id], self.newer_slot)
+        return super().query(expression, at)
+
+
+def test_newer_claim_during_query_discards_results(exporter, settle, prometheus):
+    watcher = series_watcher("overtaken", window_seconds=0)
+    exporter.set(2, series="overtaken")
+    settle('bastion_test_value{series="overtaken"}', has_value(2))
+    client = OvertakingClient(prometheus.url, watcher.id, slot(1))
+
+    report = evaluate_watchers([watcher.id], slot(0), client=client)
+    watcher.refresh_from_db()
+    assert report.evaluated == 0
+    assert report.opened == []
+    assert watcher.evaluated_slot == slot(1)
+    assert watcher.last_evaluated_at is None
+    assert watcher.health == Health.UNKNOWN
+    assert not SeriesState.objects.filter(watcher=watcher).exists()
+    assert not Incident.objects.filter(watcher=watcher).exists()
 
 
 def test_one_incident_per_series_of_a_vector(exporter, settle, client):

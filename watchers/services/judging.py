@@ -63,6 +63,8 @@ class Verdict:
     forget: list[str] = field(default_factory=list)
     open: list[SeriesMemory] = field(default_factory=list)
     resolve: list[str] = field(default_factory=list)
+    # Values of the remembered series (None when absent) and of new breaching
+    # ones. A new series that does not breach is left out.
     observed: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -137,7 +139,13 @@ def judge(
     resolves in Prometheus when its series disappears.
     """
     remembered = {memory.fingerprint: memory for memory in memories}
-    present: dict[str, Sample] = {fingerprint(s.labels): s for s in samples}
+    # With nothing remembered, a sample that does not breach stays normal, so
+    # only breaching samples need a fingerprint: none in a steady state.
+    present: dict[str, Sample] = {
+        fingerprint(s.labels): s
+        for s in samples
+        if remembered or breaches(rule, s.value)
+    }
     verdict = Verdict()
 
     for key in remembered.keys() | present.keys():
