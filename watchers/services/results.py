@@ -93,6 +93,11 @@ def write_results(
     until the transaction ends. A newer claim of the watcher therefore waits
     for this transaction, and a newer claim that committed first leaves the
     row out. On SQLite the transaction holds the database's write lock.
+
+    NOTE: when a cycle outlasts its interval, this UPDATE and the next
+    slot's claim lock the same rows, and PostgreSQL picks no fixed row order
+    for either. It can then abort one of them as a deadlock. That task's
+    watchers are evaluated at their next slot, and no incident is lost.
     """
     ids = list(results)
     values = list(results.values())
