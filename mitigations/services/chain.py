@@ -39,6 +39,7 @@ from mitigations.registry import UnknownActionError, get_action
 from mitigations.services import guardrails, parameters
 from watchers.choices import Mode
 from watchers.models import Incident
+from watchers.services import live
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
         ActionRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.WAITING_APPROVAL, inputs=run.inputs, target=run.target
         )
+        live.publish_after_commit("run", run.pk)
         logger.info("run %s (%s) waits for approval", run.pk, run.action)
         from mitigations.services import approvals
 
@@ -225,6 +227,7 @@ def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
             )
             if not updated:
                 return guardrails.Verdict(CLAIMED_ELSEWHERE)
+            live.publish_after_commit("run", run.pk)
             logger.warning(
                 "run %s (%s) %s: %s", run.pk, run.action, verdict.status, verdict.reason
             )
@@ -241,6 +244,7 @@ def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
         )
     if claimed != 1:
         return guardrails.Verdict(CLAIMED_ELSEWHERE)
+    live.publish_after_commit("run", run.pk)
     return guardrails.Verdict(RunStatus.RUNNING)
 
 
@@ -342,6 +346,7 @@ def finish_run(
         )
     )
     if updated:
+        live.publish_after_commit("run", run.pk)
         logger.info(
             "run %s (%s on %s) for incident %s: %s%s",
             run.pk,
@@ -414,11 +419,13 @@ def end_attempt(
             note,
         )
     if status != AttemptStatus.MITIGATED:
-        attempt.runs.filter(status=RunStatus.QUEUED).update(
+        skipped = attempt.runs.filter(status=RunStatus.QUEUED).update(
             status=RunStatus.SKIPPED,
             error=f"not run: the attempt {status}",
             finished_at=now,
         )
+        if skipped:
+            live.publish_after_commit("incident", attempt.incident_id)
 
 
 def hold_remaining(incident_id: int) -> list[int]:
@@ -438,9 +445,11 @@ def hold_remaining(incident_id: int) -> list[int]:
         queued = [r for r in runs if r.status == RunStatus.QUEUED and not r.dry_run]
         in_flight = any(r.status == RunStatus.RUNNING for r in runs)
         held.extend(r.pk for r in (queued if in_flight else queued[1:]))
-    ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
+    moved = ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
         status=RunStatus.WAITING_APPROVAL
     )
+    if moved:
+        live.publish_after_commit("incident", incident_id)
     from mitigations.services import approvals
 
     for run_id in held:

@@ -24,7 +24,7 @@ from django.utils import timezone
 from audit.services import record
 from watchers.choices import Health, IncidentKind, IncidentState, Mode
 from watchers.models import Incident, SeriesState, Watcher
-from watchers.services import datasource
+from watchers.services import datasource, live
 from watchers.services.batching import BatchItem, BatchOutcome, query_all
 from watchers.services.bulk import write_fields
 from watchers.services.claims import update_returning_ids
@@ -284,6 +284,7 @@ class _SeriesWriter:
         self.changed: list[SeriesState] = []
         self.deleted: list[int] = []
         self.touched_incidents: list[Incident] = []
+        self.revalued: list[int] = []
         self.resolved: list[Incident] = []
 
     def memories(self, watcher_id: int) -> list[SeriesMemory]:
@@ -411,11 +412,14 @@ class _SeriesWriter:
             incident = self.incidents.get((watcher.id, key))
             if incident is None or value is None:
                 continue
+            previous = (incident.last_value, incident.peak_value)
             incident.last_value = _storable(value)
             incident.peak_value = _storable(
                 worse(watcher.comparison, incident.peak_value, value)
             )
             self.touched_incidents.append(incident)
+            if (incident.last_value, incident.peak_value) != previous:
+                self.revalued.append(incident.pk)
 
     def flush(self, report: CycleReport) -> None:
         SeriesState.objects.filter(pk__in=self.deleted).delete()
@@ -440,6 +444,11 @@ class _SeriesWriter:
             ).update(state=IncidentState.RESOLVED, resolved_at=self.now)
         report.opened.extend(self.opened_now)
         report.resolved.extend(i.pk for i in self.resolved)
+        resolved_ids = {i.pk for i in self.resolved}
+        live.publish_evaluation_after_commit(
+            sorted(resolved_ids),
+            [pk for pk in self.revalued if pk not in resolved_ids],
+        )
         for incident in self.resolved:
             record(
                 "incident.resolved",
