@@ -6,4 +6,14 @@ app_name = "watchers"
 
 urlpatterns = [
     path("", views.IncidentListView.as_view(), name="incident-list"),
+    path(
+        "incidents/<int:pk>/",
+        views.IncidentDetailView.as_view(),
+        name="incident-detail",
+    ),
+    path(
+        "incidents/<int:pk>/timeline/",
+        views.IncidentTimelineView.as_view(),
+        name="incident-timeline",
+    ),
 ]
