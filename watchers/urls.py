@@ -16,4 +16,10 @@ urlpatterns = [
         views.IncidentTimelineView.as_view(),
         name="incident-timeline",
     ),
+    path("watchers/", views.WatcherListView.as_view(), name="watcher-list"),
+    path(
+        "watchers/<int:pk>/mode/",
+        views.WatcherModeView.as_view(),
+        name="watcher-mode",
+    ),
 ]

@@ -1,21 +1,31 @@
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
 from django.views.generic import DetailView, ListView
 
-from watchers.models import Incident
-from watchers.services import charts
+from audit.services import client_address
+from watchers.choices import Mode
+from watchers.forms import WatcherFilterForm, WatcherModeForm
+from watchers.models import Incident, Watcher
+from watchers.services import charts, modes
 from watchers.services.listing import (
     INCIDENTS_PER_PAGE,
     attach_row_details,
     listed_incidents,
+    listed_watchers,
     open_incident_summary,
     unhealthy_watchers,
 )
 from watchers.services.timeline import incident_timeline
 
 MAX_WATCHER_NOTICES = 20
+WATCHERS_PER_PAGE = 100
 VIEW_INCIDENT = "watchers.view_incident"
 
 
@@ -86,3 +96,68 @@ class IncidentTimelineView(IncidentDetailView):
 def timeline_context(incident: Incident) -> dict[str, Any]:
     attach_row_details([incident])
     return {"timeline": incident_timeline(incident)}
+
+
+class WatcherListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
+    """Every watcher with its mode, state, last value and last error."""
+
+    permission_required = "watchers.view_watcher"
+    template_name = "watchers/watcher_list.html"
+    context_object_name = "watchers"
+    paginate_by = WATCHERS_PER_PAGE
+
+    def get_queryset(self) -> QuerySet[Watcher]:
+        self.form = WatcherFilterForm(self.request.GET or None)
+        return listed_watchers(**self.form.filters())
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        page = context["page_obj"]
+        context.update(
+            form=self.form,
+            filter_query=query.urlencode(),
+            page_range=page.paginator.get_elided_page_range(page.number),
+            mode_form=WatcherModeForm(),
+        )
+        return context
+
+
+class WatcherModeView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """Pause, resume or shadow a watcher (POST only), recorded in the audit log."""
+
+    permission_required = "watchers.change_watcher_mode"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        watcher = get_object_or_404(Watcher, pk=pk)
+        form = WatcherModeForm(request.POST)
+        if not form.is_valid():
+            return HttpResponseBadRequest(
+                f"invalid mode {request.POST.get('mode')!r}: send one of "
+                + ", ".join(Mode.values)
+            )
+        try:
+            changed = modes.change_mode(
+                watcher.pk,
+                form.cleaned_data["mode"],
+                request.user,
+                client_address(request),
+            )
+        except modes.ModeUnchanged as error:
+            messages.info(request, str(error))
+        else:
+            verb = modes.MODE_VERBS[Mode(changed.mode)]
+            messages.success(request, f"You {verb} watcher {changed.name}.")
+        return redirect(_back_to(request))
+
+
+def _back_to(request: HttpRequest) -> str:
+    """Return the page the form came from, if it is on this site."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return "watchers:watcher-list"
