@@ -18,6 +18,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from bastion.asgi import application
+from bastion.settings import channel_layers
 from tests.watchers.factories import make_watcher
 from watchers.choices import IncidentKind, IncidentState
 from watchers.models import Incident, Watcher
@@ -34,12 +35,7 @@ TIMEOUT_SECONDS = 5
 
 @pytest.fixture(autouse=True)
 def live_channel_layer(settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [LIVE_REDIS_URL]},
-        }
-    }
+    settings.CHANNEL_LAYERS = channel_layers(LIVE_REDIS_URL)
     redis.Redis.from_url(LIVE_REDIS_URL).delete(live.SEQUENCE_KEY)
 
 
@@ -158,8 +154,23 @@ async def test_ping_answered_with_pong(viewer):
     await communicator.send_json_to({"type": "ping"})
 
     assert await communicator.receive_json_from(timeout=TIMEOUT_SECONDS) == {
-        "type": "pong"
+        "type": "pong",
+        "seq": 0,
     }
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_pong_carries_last_sequence(viewer):
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+    await database_sync_to_async(live.publish)("values", {"values": []})
+    await receive_type(communicator, "values")
+
+    await communicator.send_json_to({"type": "ping"})
+    pong = await receive_type(communicator, "pong")
+
+    assert pong["seq"] == 1
     await communicator.disconnect()
 
 
@@ -279,9 +290,8 @@ def test_publish_without_channel_layer_sends_nothing(settings):
 
 def test_channel_redis_url_follows_channel_layer():
     assert live.channel_redis_url() == LIVE_REDIS_URL
-    assert django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [
-        LIVE_REDIS_URL
-    ]
+    host = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    assert host["address"] == LIVE_REDIS_URL
 
 
 # Changes written with QuerySet.update(), which sends no post_save.
@@ -407,4 +417,20 @@ async def test_evaluation_pushes_values_then_resolution(
         opened["incident"]["id"]
     ]
     assert resolved["incidents"][0]["state"] == "resolved"
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_idle_socket_outlives_redis_read_timeout(viewer):
+    # channels_redis blocks 5 s per wait; redis-py 8 reads with a 5 s timeout
+    # unless the channel layer sets a longer one. Two waits must pass.
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+
+    await asyncio.sleep(11)
+    watcher = await database_sync_to_async(make_watcher)()
+    incident = await database_sync_to_async(make_incident)(watcher)
+    message = await receive_type(communicator, "incident")
+
+    assert message["incident"]["id"] == incident.pk
     await communicator.disconnect()

@@ -121,55 +121,42 @@ class StepSummary:
 def attach_row_details(incidents: Iterable[Incident]) -> list[Incident]:
     """Set ``pending_approvals`` and ``current_step`` on each incident.
 
-    Two queries in all, whatever the number of incidents, so a page of rows
-    costs the same as one row.
+    One query reads the runs of every incident with their attempts and
+    approvals, so a page of rows costs the same as one row.
     """
+    from mitigations.models import ActionRun, Approval, Decision
+
     listed = list(incidents)
-    _attach_pending_approvals(listed)
-    _attach_current_steps(listed)
-    return listed
-
-
-def _attach_pending_approvals(incidents: list[Incident]) -> None:
-    from mitigations.models import Approval, Decision
-
-    by_incident: dict[int, list[Approval]] = {incident.pk: [] for incident in incidents}
-    pending = (
-        Approval.objects.filter(
-            decision=Decision.PENDING, run__incident_id__in=list(by_incident)
-        )
-        .select_related("run")
-        .order_by("requested_at", "pk")
-    )
-    for approval in pending:
-        by_incident[approval.run.incident_id].append(approval)
-    for incident in incidents:
-        incident.pending_approvals = by_incident[incident.pk]  # type: ignore[attr-defined]
-
-
-def _attach_current_steps(incidents: list[Incident]) -> None:
-    from mitigations.models import ActionRun
-
-    runs_by_incident: dict[int, list[ActionRun]] = {
-        incident.pk: [] for incident in incidents
-    }
+    runs_by_incident: dict[int, list[ActionRun]] = {i.pk: [] for i in listed}
     runs = (
         ActionRun.objects.filter(incident_id__in=list(runs_by_incident))
-        .select_related("attempt")
-        .only(
-            "incident_id",
-            "position",
-            "action",
-            "status",
-            "dry_run",
-            "finished_at",
-            "attempt__number",
-        )
+        .select_related("attempt", "approval")
+        .defer("inputs", "output", "error")
     )
     for run in runs:
         runs_by_incident[run.incident_id].append(run)
-    for incident in incidents:
-        incident.current_step = current_step(runs_by_incident[incident.pk])  # type: ignore[attr-defined]
+
+    for incident in listed:
+        incident_runs = runs_by_incident[incident.pk]
+        pending: list[Approval] = []
+        for run in incident_runs:
+            approval = _approval_of(run)
+            if approval is not None and approval.decision == Decision.PENDING:
+                pending.append(approval)
+        pending.sort(key=lambda approval: (approval.requested_at, approval.pk))
+        incident.pending_approvals = pending  # type: ignore[attr-defined]
+        incident.current_step = current_step(incident_runs)  # type: ignore[attr-defined]
+    return listed
+
+
+def _approval_of(run: Any) -> Any:
+    """Return the run's approval, or None for a run that never needed one."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        return run.approval
+    except ObjectDoesNotExist:
+        return None
 
 
 def current_step(runs: list[Any]) -> StepSummary | None:

@@ -114,6 +114,9 @@
       if (message.type === "pong") {
         awaitingPong = false;
         missedPongs = 0;
+        if (lastSeq !== null && message.seq > lastSeq) {
+          requestSnapshot();
+        }
       } else if (message.type === "snapshot") {
         lastSeq = message.seq;
         options.onSnapshot(message);
