@@ -216,6 +216,9 @@ def chart_for(incident: Incident, history: History) -> Chart | None:
 
     low, high = _value_range([value for _, value in finite], threshold)
     t_start, t_end = history.start.timestamp(), history.end.timestamp()
+    # A series younger than the time asked for starts at its first sample, so
+    # a new incident's few points do not sit squeezed against the right edge.
+    t_start = max(t_start, history.points[0][0] - history.step_seconds)
     if t_end <= t_start:
         t_end = t_start + 1
     plot_width = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
