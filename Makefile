@@ -3,7 +3,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install demo test lint check-migrations typecheck bench bench-mitigation
+.PHONY: install demo test lint check-migrations typecheck bench bench-mitigation \
+	bench-dashboard
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -37,3 +38,7 @@ bench: install
 bench-mitigation: install
 	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
 		$(PYTHON) -m bench.mitigation_latency $(BENCH_ARGS)
+
+bench-dashboard: install
+	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench_dashboard} \
+		$(PYTHON) -m bench.dashboard_latency $(BENCH_ARGS)
