@@ -33,8 +33,9 @@ from devstack.processes import ProcessGroup, free_port, port_is_open
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bastion_bench_dashboard"
-# A Redis database that no test, demo or other benchmark uses.
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# A Redis database that no test, demo or other benchmark of this repository
+# uses. The benchmark deletes only its own keys there, at start and end.
+REDIS_URL = "redis://127.0.0.1:6379/3"
 WARM_UP_CHANGES = 10
 GRACE_SECONDS = 5.0
 GOAL_SECONDS = 0.050
@@ -225,12 +226,20 @@ def prepare_rows() -> tuple[int, str]:
     return incident.pk, browser.cookies["sessionid"].value
 
 
-def measure(clients_count: int, changes: int, interval: float) -> dict:
+def delete_live_keys() -> None:
+    """Delete the sequence counter and the dashboard group of earlier runs."""
     import redis
 
+    from watchers.services import live
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(live.SEQUENCE_KEY, f"asgi:group:{live.GROUP}")
+
+
+def measure(clients_count: int, changes: int, interval: float) -> dict:
     database_url = os.environ["BASTION_DATABASE_URL"]
     incident_id, session = prepare_rows()
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    delete_live_keys()
     port = free_port()
     daphne = start_daphne(database_url, port)
     stamps = Path(mkdtemp(prefix="bastion-bench-writer-")) / "commits.json"
@@ -261,6 +270,7 @@ def measure(clients_count: int, changes: int, interval: float) -> dict:
         )
     finally:
         daphne.stop()
+        delete_live_keys()
     times = json.loads(stamps.read_text(encoding="utf-8"))
     return summarize(clients, times["committed"], times["published"], load_before)
 
