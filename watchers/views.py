@@ -59,13 +59,18 @@ class IncidentListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
         return context
 
 
-class IncidentDetailView(LoginRequiredMixin, PermissionRequiredMixin, DetailView):
-    """One incident: its facts, the metric around it, and its timeline."""
+class _IncidentView(LoginRequiredMixin, PermissionRequiredMixin, DetailView):
+    """One incident, for users who may view incidents."""
 
     permission_required = VIEW_INCIDENT
-    template_name = "watchers/incident_detail.html"
     context_object_name = "incident"
     queryset = Incident.objects.select_related("watcher")
+
+
+class IncidentDetailView(_IncidentView):
+    """One incident: its facts, the metric around it, and its timeline."""
+
+    template_name = "watchers/incident_detail.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -82,13 +87,17 @@ class IncidentDetailView(LoginRequiredMixin, PermissionRequiredMixin, DetailView
         return context
 
 
-class IncidentTimelineView(IncidentDetailView):
-    """The parts of the incident page that change, for the page to fetch live."""
+class IncidentTimelineView(_IncidentView):
+    """The parts of the incident page that change, for the page to fetch live.
+
+    It leaves out the chart and the evaluations, so a refresh sends no
+    query to Prometheus.
+    """
 
     template_name = "watchers/incident_live.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = DetailView.get_context_data(self, **kwargs)
+        context = super().get_context_data(**kwargs)
         context.update(timeline_context(self.object))
         return context
 

@@ -111,12 +111,6 @@ class StepSummary:
     status_label: str
     dry_run: bool
 
-    @property
-    def is_open(self) -> bool:
-        from mitigations.choices import FINISHED_STATUSES
-
-        return self.status not in FINISHED_STATUSES
-
 
 def attach_row_details(incidents: Iterable[Incident]) -> list[Incident]:
     """Set ``pending_approvals`` and ``current_step`` on each incident.
