@@ -12,7 +12,7 @@
     return;
   }
 
-  const COLUMNS = 11;
+  const COLUMNS = 9;
   const AGE_REFRESH_MS = 15000;
   const liveRows = config.dataset.liveRows === "true";
   const canDecide = config.dataset.canDecide === "true";
