@@ -192,7 +192,7 @@ def listed_watchers(
 ) -> QuerySet[Watcher]:
     """Return watchers by group and name, each with its count of open incidents.
 
-    Empty filters select everything; ``text`` matches the name or the query.
+    Empty filters select everything, and ``text`` matches the name or the query.
     """
     watchers = Watcher.objects.annotate(
         open_incidents=Count(
