@@ -6,7 +6,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/4
 
 .PHONY: install demo test lint check-migrations typecheck bench bench-mitigation \
-	bench-approval
+	bench-approval bench-dashboard
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -45,3 +45,7 @@ bench-mitigation: install
 bench-approval: install
 	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench} \
 		$(PYTHON) -m bench.approval_latency $(BENCH_ARGS)
+
+bench-dashboard: install
+	BASTION_DATABASE_URL=$${BASTION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bastion_bench_dashboard} \
+		$(PYTHON) -m bench.dashboard_latency $(BENCH_ARGS)

@@ -130,12 +130,30 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.read_int("BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, 1)
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+
+def channel_layers(redis_url: str) -> dict[str, dict[str, object]]:
+    """Return the CHANNEL_LAYERS setting for the Redis at ``redis_url``.
+
+    channels_redis waits for messages with a 5 s BZPOPMIN, and redis-py 8
+    reads with a 5 s socket timeout by default, so idle consumers failed with
+    "Timeout reading" and dropped their websockets. A longer finite timeout
+    did not help: with redis-py 8.2 on Python 3.11 a cancelled receive then
+    went on waiting, and the consumer never finished. No read timeout is
+    what redis-py 7 did.
+    """
+    # NOTE: without a read timeout, a half-open connection to Redis (a
+    # network cut with no reset) blocks a consumer's receive until the
+    # kernel drops the connection; a Redis restart closes it at once.
+    host = {"address": redis_url, "socket_timeout": None}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [host]},
+        }
     }
-}
+
+
+CHANNEL_LAYERS = channel_layers(REDIS_URL)
 
 # Prometheus, the data source every watcher queries.
 PROMETHEUS_URL = env.read_str("PROMETHEUS_URL", "http://127.0.0.1:9090")

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit.admin import AuditedModelAdmin
 from escalations.models import (
     Delivery,
     Escalation,
@@ -32,6 +33,19 @@ class EscalationRuleForm(forms.ModelForm):
             "enabled",
         ]
 
+    def clean_groups(self) -> list[str]:
+        groups = self.cleaned_data["groups"]
+        if groups in (None, ""):
+            return []
+        if not isinstance(groups, list) or not all(
+            isinstance(group, str) and group.strip() for group in groups
+        ):
+            raise forms.ValidationError(
+                f"{groups!r} is not a list of group names: write a JSON list "
+                'such as ["security"], or [] for every group'
+            )
+        return [group.strip() for group in groups]
+
     def clean_condition_text(self) -> str:
         text = self.cleaned_data["condition_text"]
         try:
@@ -44,7 +58,7 @@ class EscalationRuleForm(forms.ModelForm):
 
 
 @admin.register(EscalationRule)
-class EscalationRuleAdmin(admin.ModelAdmin):
+class EscalationRuleAdmin(AuditedModelAdmin):
     form = EscalationRuleForm
     list_display = ["name", "severity", "condition_text", "enabled"]
     list_filter = ["severity", "enabled"]
@@ -58,7 +72,7 @@ class RouteInline(admin.TabularInline):
 
 
 @admin.register(Receiver)
-class ReceiverAdmin(admin.ModelAdmin):
+class ReceiverAdmin(AuditedModelAdmin):
     list_display = ["name", "kind", "target", "enabled", "url_status"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "target"]
@@ -74,7 +88,7 @@ class ReceiverAdmin(admin.ModelAdmin):
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(AuditedModelAdmin):
     list_display = ["severity", "position", "receiver"]
     list_filter = ["severity"]
     list_select_related = ["receiver"]
@@ -103,7 +117,7 @@ class LossEstimateForm(forms.ModelForm):
 
 
 @admin.register(LossEstimate)
-class LossEstimateAdmin(admin.ModelAdmin):
+class LossEstimateAdmin(AuditedModelAdmin):
     form = LossEstimateForm
     list_display = ["watcher", "currency", "query"]
     autocomplete_fields = ["watcher"]

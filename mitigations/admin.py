@@ -3,6 +3,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
+from audit.admin import AuditedModelAdmin
 from mitigations.actions.base import ParameterError
 from mitigations.models import (
     ActionRun,
@@ -71,7 +72,7 @@ class MitigationStepInline(admin.TabularInline):
 
 
 @admin.register(MitigationStep)
-class MitigationStepAdmin(admin.ModelAdmin):
+class MitigationStepAdmin(AuditedModelAdmin):
     form = MitigationStepForm
     list_display = ["watcher", "position", "action", "approval", "dry_run"]
     list_filter = ["action", "approval", "dry_run"]
@@ -114,7 +115,7 @@ class TemporaryMitigationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AutomationSwitch)
-class AutomationSwitchAdmin(admin.ModelAdmin):
+class AutomationSwitchAdmin(AuditedModelAdmin):
     list_display = ["__str__", "reason", "changed_at", "changed_by"]
     fields = ["enabled", "reason"]
 

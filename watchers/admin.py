@@ -4,16 +4,19 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit.admin import AuditedModelAdmin
 from mitigations.admin import MitigationStepInline
+from watchers.forms import DurationSecondsField
 from watchers.models import DataSource, Incident, SeriesState, Watcher
+from watchers.services.catalog.validation import FieldError, parse_labels
 from watchers.services.definitions import (
     DefinitionError,
     check_clear_threshold,
     check_window_and_interval,
 )
 from watchers.services.durations import format_duration
+from watchers.services.formatting import metric_value, metric_value_with_unit
 from watchers.services.promql import PromQLError, check_instant_query
-from watchers.templatetags.incident_format import metric_value
 
 # Fields that the scheduler and the evaluator write. An edit in the admin would be
 # overwritten by the next evaluation or would break the scheduling claims.
@@ -32,8 +35,34 @@ WATCHER_RUNTIME_FIELDS = [
 _DEFINITION_FIELDS = {"window": "window_seconds", "interval": "interval_seconds"}
 
 
+DURATION_HELP = "A duration such as 90s, 10m or 1h30m; a plain number is seconds."
+
+
 class WatcherAdminForm(forms.ModelForm):
     """Watcher form that applies the same checks as the catalog import."""
+
+    window_seconds = DurationSecondsField(
+        label="Window",
+        help_text="How long the condition must hold before an incident opens. "
+        + DURATION_HELP,
+    )
+    interval_seconds = DurationSecondsField(
+        label="Interval", help_text="Time between evaluations. " + DURATION_HELP
+    )
+    resolve_delay_seconds = DurationSecondsField(
+        label="Resolve delay",
+        required=False,
+        help_text="How long a series must stay clear before its incident "
+        "resolves. Empty: two evaluation intervals. " + DURATION_HELP,
+    )
+    escalation_delay_seconds = DurationSecondsField(
+        label="Escalation delay",
+        required=False,
+        zero_word="immediate",
+        help_text="Escalate an incident not resolved within this delay; "
+        "'immediate' escalates when it opens. Empty: no escalation of its own. "
+        + DURATION_HELP,
+    )
 
     class Meta:
         model = Watcher
@@ -43,6 +72,7 @@ class WatcherAdminForm(forms.ModelForm):
             "query",
             "comparison",
             "threshold",
+            "unit",
             "clear_threshold",
             "severity",
             "mode",
@@ -61,6 +91,13 @@ class WatcherAdminForm(forms.ModelForm):
         except PromQLError as error:
             raise forms.ValidationError(str(error), code="invalid_promql") from None
         return query
+
+    def clean_labels(self) -> dict[str, str]:
+        labels = self.cleaned_data["labels"]
+        try:
+            return parse_labels(labels if labels is not None else {})
+        except FieldError as error:
+            raise forms.ValidationError(str(error), code="invalid_labels") from None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -91,7 +128,7 @@ class WatcherAdminForm(forms.ModelForm):
 
 
 @admin.register(Watcher)
-class WatcherAdmin(admin.ModelAdmin):
+class WatcherAdmin(AuditedModelAdmin):
     form = WatcherAdminForm
     inlines = [MitigationStepInline]
     list_display = [
@@ -117,7 +154,8 @@ class WatcherAdmin(admin.ModelAdmin):
                     "name",
                     "group",
                     "query",
-                    ("comparison", "threshold", "clear_threshold"),
+                    ("comparison", "threshold", "unit"),
+                    "clear_threshold",
                     "severity",
                     "mode",
                     "labels",
@@ -125,7 +163,7 @@ class WatcherAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "Timing, in seconds",
+            "Timing",
             {
                 "fields": [
                     ("window_seconds", "interval_seconds"),
@@ -148,7 +186,7 @@ class WatcherAdmin(admin.ModelAdmin):
 
     @admin.display(description="last value", ordering="last_value")
     def last_value_display(self, watcher: Watcher) -> str:
-        return metric_value(watcher.last_value)
+        return metric_value_with_unit(watcher.last_value, watcher.unit)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -165,7 +203,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(AuditedModelAdmin):
     list_display = [
         "number",
         "watcher_name",

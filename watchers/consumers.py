@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -41,7 +42,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "ping":
-            await self.send_json({"type": "pong"})
+            # The pong carries the last number handed out, so a page whose
+            # last message was lost, with nothing sent after it, notices at
+            # its next heartbeat instead of at the next change.
+            sequence = await sync_to_async(live.current_sequence)()
+            await self.send_json({"type": "pong", "seq": sequence})
         elif kind == "resume":
             # A fresh snapshot is the simplest catch-up that loses nothing,
             # whatever "after" contains, because the list is one page of rows.
@@ -55,7 +60,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def dashboard_message(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["message"])
+        await self.send(text_data=event["text"])
 
     async def _rejection_code(self) -> int | None:
         user = self.scope.get("user")

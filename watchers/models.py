@@ -22,6 +22,12 @@ class Watcher(models.Model):
         max_length=2, choices=Comparison.choices, default=Comparison.GREATER
     )
     threshold = models.FloatField()
+    unit = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="Unit of the query's value, written after values and the "
+        "threshold on the pages, such as s, %, req/s or days. Empty: none.",
+    )
     clear_threshold = models.FloatField(
         null=True,
         blank=True,

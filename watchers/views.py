@@ -1,88 +1,32 @@
-from datetime import timedelta
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
-from django.utils import timezone
-from django.views.generic import ListView
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django.views.generic import DetailView, ListView
 
-from watchers.choices import Health, IncidentState, Mode, Severity
+from audit.services import client_address
+from watchers.choices import Mode
+from watchers.forms import WatcherFilterForm, WatcherModeForm
 from watchers.models import Incident, Watcher
+from watchers.services import charts, modes
+from watchers.services.listing import (
+    INCIDENTS_PER_PAGE,
+    attach_row_details,
+    listed_incidents,
+    listed_watchers,
+    open_incident_summary,
+    unhealthy_watchers,
+)
+from watchers.services.timeline import incident_timeline
 
-RECENTLY_RESOLVED = timedelta(hours=24)
-INCIDENTS_PER_PAGE = 50
 MAX_WATCHER_NOTICES = 20
-
-
-def _severity_rank() -> Case:
-    """Sort key that puts critical incidents first and ranks resolved ones alike."""
-    whens = [
-        When(state=IncidentState.FIRING, severity=severity, then=Value(rank))
-        for rank, severity in enumerate(Severity)
-    ]
-    return Case(*whens, default=Value(len(Severity)), output_field=IntegerField())
-
-
-def listed_incidents() -> QuerySet[Incident]:
-    """Return open incidents, then those resolved in the last 24 hours.
-
-    Open incidents come most severe first, then newest first. Resolved ones come
-    by resolution time, newest first.
-    """
-    resolved_after = timezone.now() - RECENTLY_RESOLVED
-    listed = Q(state=IncidentState.FIRING) | Q(
-        state=IncidentState.RESOLVED, resolved_at__gte=resolved_after
-    )
-    open_first = Case(
-        When(state=IncidentState.FIRING, then=Value(0)),
-        default=Value(1),
-        output_field=IntegerField(),
-    )
-    return (
-        Incident.objects.filter(listed)
-        .select_related("watcher")
-        .annotate(open_rank=open_first, severity_rank=_severity_rank())
-        .order_by(
-            "open_rank",
-            "severity_rank",
-            F("resolved_at").desc(nulls_last=True),
-            "-opened_at",
-            "-pk",
-        )
-    )
-
-
-def open_incident_summary() -> dict[str, Any]:
-    """Count open incidents by severity, most severe first, and the shadow ones."""
-    rows = list(
-        Incident.objects.filter(state=IncidentState.FIRING)
-        .values("severity")
-        .annotate(count=Count("pk"), shadow=Count("pk", filter=Q(is_shadow=True)))
-    )
-    counts = {row["severity"]: row["count"] for row in rows}
-    by_severity = [
-        {"severity": severity.value, "label": severity.label, "count": count}
-        for severity in Severity
-        if (count := counts.get(severity.value))
-    ]
-    return {
-        "total": sum(counts.values()),
-        "by_severity": by_severity,
-        "shadow": sum(row["shadow"] for row in rows),
-    }
-
-
-def unhealthy_watchers() -> QuerySet[Watcher]:
-    """Return watchers whose last evaluation failed or returned too many series.
-
-    Paused watchers are left out because nothing evaluates them, so their
-    health is stale until they are resumed.
-    """
-    return (
-        Watcher.objects.filter(health__in=[Health.ERROR, Health.TOO_MANY_SERIES])
-        .exclude(mode=Mode.PAUSED)
-        .order_by("-consecutive_errors", "name")
-    )
+WATCHERS_PER_PAGE = 100
+VIEW_INCIDENT = "watchers.view_incident"
 
 
 class IncidentListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
@@ -92,7 +36,7 @@ class IncidentListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
     view permission get 403 from PermissionRequiredMixin.
     """
 
-    permission_required = "watchers.view_incident"
+    permission_required = VIEW_INCIDENT
     template_name = "watchers/incident_list.html"
     context_object_name = "incidents"
     paginate_by = INCIDENTS_PER_PAGE
@@ -103,11 +47,126 @@ class IncidentListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         page = context["page_obj"]
+        page.object_list = attach_row_details(page.object_list)
         watchers = unhealthy_watchers()
         context.update(
+            incidents=page.object_list,
             summary=open_incident_summary(),
             unhealthy_watchers=watchers[:MAX_WATCHER_NOTICES],
             unhealthy_watcher_count=watchers.count(),
             page_range=page.paginator.get_elided_page_range(page.number),
         )
         return context
+
+
+class _IncidentView(LoginRequiredMixin, PermissionRequiredMixin, DetailView):
+    """One incident, for users who may view incidents."""
+
+    permission_required = VIEW_INCIDENT
+    context_object_name = "incident"
+    queryset = Incident.objects.select_related("watcher")
+
+
+class IncidentDetailView(_IncidentView):
+    """One incident: its facts, the metric around it, and its timeline."""
+
+    template_name = "watchers/incident_detail.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        incident = self.object
+        history = charts.incident_history(incident)
+        evaluations, evaluation_history = charts.evaluations_around_opening(incident)
+        context.update(
+            timeline_context(incident),
+            history=history,
+            chart=charts.chart_for(incident, history),
+            evaluations=evaluations,
+            evaluation_history=evaluation_history,
+        )
+        return context
+
+
+class IncidentTimelineView(_IncidentView):
+    """The parts of the incident page that change, for the page to fetch live.
+
+    It leaves out the chart and the evaluations, so a refresh sends no
+    query to Prometheus.
+    """
+
+    template_name = "watchers/incident_live.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(timeline_context(self.object))
+        return context
+
+
+def timeline_context(incident: Incident) -> dict[str, Any]:
+    attach_row_details([incident])
+    return {"timeline": incident_timeline(incident)}
+
+
+class WatcherListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
+    """Every watcher with its mode, state, last value and last error."""
+
+    permission_required = "watchers.view_watcher"
+    template_name = "watchers/watcher_list.html"
+    context_object_name = "watchers"
+    paginate_by = WATCHERS_PER_PAGE
+
+    def get_queryset(self) -> QuerySet[Watcher]:
+        self.form = WatcherFilterForm(self.request.GET or None)
+        return listed_watchers(**self.form.filters())
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        page = context["page_obj"]
+        context.update(
+            form=self.form,
+            filter_query=query.urlencode(),
+            page_range=page.paginator.get_elided_page_range(page.number),
+            mode_form=WatcherModeForm(),
+        )
+        return context
+
+
+class WatcherModeView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """Pause, resume or shadow a watcher (POST only), recorded in the audit log."""
+
+    permission_required = "watchers.change_watcher_mode"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        watcher = get_object_or_404(Watcher, pk=pk)
+        form = WatcherModeForm(request.POST)
+        if not form.is_valid():
+            return HttpResponseBadRequest(
+                f"invalid mode {request.POST.get('mode')!r}: send one of "
+                + ", ".join(Mode.values)
+            )
+        try:
+            changed = modes.change_mode(
+                watcher.pk,
+                form.cleaned_data["mode"],
+                request.user,
+                client_address(request),
+            )
+        except modes.ModeUnchanged as error:
+            messages.info(request, str(error))
+        else:
+            verb = modes.MODE_VERBS[Mode(changed.mode)]
+            messages.success(request, f"You {verb} watcher {changed.name}.")
+        return redirect(_back_to(request))
+
+
+def _back_to(request: HttpRequest) -> str:
+    """Return the page the form came from, if it is on this site."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return "watchers:watcher-list"

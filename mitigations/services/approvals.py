@@ -32,6 +32,7 @@ from mitigations.services import chain
 from mitigations.services.parameters import check_step
 from mitigations.services.verification import series_recovered
 from watchers.models import Incident
+from watchers.services import live
 from watchers.services.judging import fingerprint
 from watchers.services.prometheus import PrometheusClient, PrometheusError
 
@@ -362,6 +363,7 @@ def decide(
         if won != 1:
             raise AlreadyDecided(Approval.objects.get(pk=approval.pk))
         _settle_run(approval.run, user, approve, comment, now)
+        live.publish_after_commit("approval", approval.pk)
         audit.record(
             "approval.decided",
             f"{user.get_username()} {decision.value} {approval.run.action} "
@@ -434,11 +436,13 @@ def _skip_leftovers(attempt: MitigationAttempt, now: datetime) -> None:
     attempt.refresh_from_db()
     if attempt.status in (AttemptStatus.RUNNING, AttemptStatus.VERIFYING):
         return
-    attempt.runs.filter(status=RunStatus.WAITING_APPROVAL).update(
+    skipped = attempt.runs.filter(status=RunStatus.WAITING_APPROVAL).update(
         status=RunStatus.SKIPPED,
         error=f"not run: the attempt {attempt.status}",
         finished_at=now,
     )
+    if skipped:
+        live.publish_after_commit("incident", attempt.incident_id)
 
 
 def _follow(result: chain.StepResult) -> None:
@@ -486,6 +490,7 @@ def _expire_one(approval: Approval, now: datetime) -> bool | None:
         )
         if won != 1:
             return None
+        live.publish_after_commit("approval", approval.pk)
         waited = ActionRun.objects.filter(
             pk=approval.run_id, status=RunStatus.WAITING_APPROVAL
         ).update(status=RunStatus.SKIPPED, error=reason, finished_at=now)

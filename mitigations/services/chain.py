@@ -39,6 +39,7 @@ from mitigations.registry import UnknownActionError, get_action
 from mitigations.services import guardrails, parameters
 from watchers.choices import Mode
 from watchers.models import Incident
+from watchers.services import live
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ NOT_STARTED_STATUSES = (
     RunStatus.QUEUED,
     RunStatus.APPROVED,
     RunStatus.WAITING_APPROVAL,
+)
+IN_FLIGHT_STATUSES = (
+    RunStatus.RUNNING,
+    RunStatus.WAITING_APPROVAL,
+    RunStatus.APPROVED,
 )
 # What _claim returns when another worker changed the run first.
 CLAIMED_ELSEWHERE = "claimed elsewhere"
@@ -173,6 +179,7 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
         ActionRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.WAITING_APPROVAL, inputs=run.inputs, target=run.target
         )
+        live.publish_after_commit("run", run.pk)
         logger.info("run %s (%s) waits for approval", run.pk, run.action)
         from mitigations.services import approvals
 
@@ -244,6 +251,7 @@ def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
             )
             if not updated:
                 return guardrails.Verdict(CLAIMED_ELSEWHERE)
+            live.publish_after_commit("run", run.pk)
             logger.warning(
                 "run %s (%s) %s: %s", run.pk, run.action, verdict.status, verdict.reason
             )
@@ -260,6 +268,7 @@ def _claim(run: ActionRun, now: datetime) -> guardrails.Verdict:
         )
     if claimed != 1:
         return guardrails.Verdict(CLAIMED_ELSEWHERE)
+    live.publish_after_commit("run", run.pk)
     return guardrails.Verdict(RunStatus.RUNNING)
 
 
@@ -361,6 +370,7 @@ def finish_run(
         )
     )
     if updated:
+        live.publish_after_commit("run", run.pk)
         logger.info(
             "run %s (%s on %s) for incident %s: %s%s",
             run.pk,
@@ -436,11 +446,13 @@ def end_attempt(
             note,
         )
     if status != AttemptStatus.MITIGATED:
-        attempt.runs.filter(status=RunStatus.QUEUED).update(
+        skipped = attempt.runs.filter(status=RunStatus.QUEUED).update(
             status=RunStatus.SKIPPED,
             error=f"not run: the attempt {status}",
             finished_at=now,
         )
+        if skipped:
+            live.publish_after_commit("incident", attempt.incident_id)
 
 
 def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int]:
@@ -502,11 +514,15 @@ def hold_remaining(incident_id: int) -> list[int]:
     for attempt in attempts:
         runs = list(attempt.runs.order_by("position"))
         queued = [r for r in runs if r.status == RunStatus.QUEUED and not r.dry_run]
-        in_flight = any(r.status == RunStatus.RUNNING for r in runs)
+        # A step running or waiting for a person is the one in flight: the
+        # queued ones behind it have not been handed to a worker yet.
+        in_flight = any(r.status in IN_FLIGHT_STATUSES for r in runs)
         held.extend(r.pk for r in (queued if in_flight else queued[1:]))
-    ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
+    moved = ActionRun.objects.filter(pk__in=held, status=RunStatus.QUEUED).update(
         status=RunStatus.WAITING_APPROVAL
     )
+    if moved:
+        live.publish_after_commit("incident", incident_id)
     from mitigations.services import approvals
 
     for run_id in held:

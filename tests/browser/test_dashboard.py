@@ -1,141 +1,24 @@
-"""The live incident list in Chromium, served by daphne with websockets.
+"""The live incident list in Chromium, served by daphne with websockets."""
 
-pytest-django's live_server speaks WSGI only, so these tests start daphne on a
-free loopback port against the test database. ORM calls run in a worker
-thread because Playwright's sync API keeps an event loop in the test thread,
-where Django refuses database access.
-"""
-
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from django.db import connection, connections
 from django.utils import timezone
+from playwright.sync_api import expect
 
-from devstack.processes import free_port, port_is_open
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.browser.helpers import (
+    LIVE_REDIS_URL,
+    PHONE,
+    UPDATE_TIMEOUT_MS,
+    DaphneServer,
+    expect_status,
+    sign_in,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-LIVE_REDIS_URL = "redis://127.0.0.1:6379/6"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-PASSWORD = "viewer-password-1"
-UPDATE_TIMEOUT_MS = 5000
-
-
-class DaphneServer:
-    """daphne serving bastion.asgi on one port, which can be stopped and restarted."""
-
-    def __init__(self, database_url: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.database_url = database_url
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        environment = {
-            **os.environ,
-            "BASTION_DATABASE_URL": self.database_url,
-            "BASTION_REDIS_URL": LIVE_REDIS_URL,
-        }
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
-        command += ["-p", str(self.port), "bastion.asgi:application"]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 30
-        while not port_is_open(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                output = self.process.stderr.read() if self.process.stderr else b""
-                raise RuntimeError(
-                    f"daphne did not listen on {self.url}: {output.decode()}"
-                )
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-
-@pytest.fixture
-def orm() -> Iterator[Callable[..., Any]]:
-    """Return a function that runs ORM code in a thread outside the event loop."""
-    executor = ThreadPoolExecutor(max_workers=1)
-
-    def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return executor.submit(function, *args, **kwargs).result()
-
-    yield run
-    executor.submit(connections.close_all).result()
-    executor.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def live_channel_layer(settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [LIVE_REDIS_URL]},
-        }
-    }
-    redis.Redis.from_url(LIVE_REDIS_URL).delete("bastion:live:seq")
-
-
-@pytest.fixture
-def server(transactional_db) -> Iterator[DaphneServer]:
-    database = connection.settings_dict
-    database_url = (
-        f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
-        f"/{database['NAME']}"
-    )
-    daphne = DaphneServer(database_url)
-    daphne.start()
-    yield daphne
-    daphne.stop()
-
-
-@pytest.fixture
-def viewer(orm, persona_factory):
-    return orm(
-        persona_factory,
-        "viewer",
-        "watchers.view_incident",
-        "mitigations.decide_approval",
-    )
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 # Sets the heartbeat interval before live.js reads it, so a test need not wait
@@ -152,24 +35,15 @@ new MutationObserver((changes, observer) => {
 
 
 def signed_in_page(
-    browser, server: DaphneServer, viewer, init_script: str | None = None
+    browser,
+    server: DaphneServer,
+    viewer,
+    init_script: str | None = None,
+    viewport: dict[str, int] | None = None,
 ) -> Any:
-    page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
-    if init_script:
-        page.add_init_script(init_script)
-    page.goto(f"{server.url}/login/?next=/")
-    page.fill("input[name=username]", viewer.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(f"{server.url}/")
+    page = sign_in(browser, server, viewer, init_script=init_script, viewport=viewport)
     expect_status(page, "live")
     return page
-
-
-def expect_status(page, text: str) -> None:
-    playwright_api.expect(page.locator("#live-status")).to_have_text(
-        text, timeout=UPDATE_TIMEOUT_MS * 3
-    )
 
 
 def make_incident(name: str, **fields: Any):
@@ -237,7 +111,7 @@ def test_new_incident_appears_without_reload(browser, server, viewer, orm):
 
     incident = orm(make_incident, "api-latency")
 
-    playwright_api.expect(row(page, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(row(page, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
     assert page.evaluate("window.loadedOnce") is True
     assert "api-latency" in row(page, incident).inner_text()
 
@@ -248,20 +122,18 @@ def test_two_pages_see_same_update(browser, server, viewer, orm):
 
     incident = orm(make_incident, "disk-full")
 
-    playwright_api.expect(row(first, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
-    playwright_api.expect(row(second, incident)).to_be_visible(
-        timeout=UPDATE_TIMEOUT_MS
-    )
+    expect(row(first, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(row(second, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
 
 def test_resolved_incident_moves_to_resolved_section(browser, server, viewer, orm):
     incident = orm(make_incident, "queue-depth")
     page = signed_in_page(browser, server, viewer)
-    playwright_api.expect(row(page, incident)).to_have_attribute("data-state", "firing")
+    expect(row(page, incident)).to_have_attribute("data-state", "firing")
 
     orm(resolve, incident)
 
-    playwright_api.expect(row(page, incident)).to_have_attribute(
+    expect(row(page, incident)).to_have_attribute(
         "data-state", "resolved", timeout=UPDATE_TIMEOUT_MS
     )
     assert page.locator('tr[data-group="firing"]').count() == 0
@@ -277,7 +149,7 @@ def test_page_catches_up_after_server_restart(browser, server, viewer, orm):
     server.start()
 
     expect_status(page, "live")
-    playwright_api.expect(row(page, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(row(page, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
 
 def test_missed_pongs_trigger_reconnect(browser, server, viewer, orm):
@@ -293,7 +165,7 @@ def test_missed_pongs_trigger_reconnect(browser, server, viewer, orm):
     incident = orm(make_incident, "after-freeze")
 
     expect_status(page, "live")
-    playwright_api.expect(row(page, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(row(page, incident)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
 
 def create_unannounced(name: str):
@@ -321,12 +193,12 @@ def test_skipped_seq_brings_fresh_snapshot(browser, server, viewer, orm):
     page = signed_in_page(browser, server, viewer)
     page.evaluate("window.loadedOnce = true")
     hidden = orm(create_unannounced, "lost-message")
-    playwright_api.expect(row(page, hidden)).to_have_count(0)
+    expect(row(page, hidden)).to_have_count(0)
 
     announced = orm(make_incident, "next-message")
 
-    playwright_api.expect(row(page, announced)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
-    playwright_api.expect(row(page, hidden)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(row(page, announced)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(row(page, hidden)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
     assert page.evaluate("window.loadedOnce") is True
 
 
@@ -335,30 +207,129 @@ def test_reject_button_decides_pending_approval(browser, server, viewer, orm):
     approval = orm(add_pending_approval, incident, "restart_deployment")
     page = signed_in_page(browser, server, viewer)
     pending = page.locator(f'.pending-approval[data-approval-id="{approval.pk}"]')
-    playwright_api.expect(pending).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    expect(pending).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
     pending.get_by_role("button", name="Reject").click()
 
-    playwright_api.expect(page.locator("#decide-result")).to_have_text(
+    expect(page.locator("#decide-result")).to_have_text(
         "You rejected restart_deployment.", timeout=UPDATE_TIMEOUT_MS
     )
-    playwright_api.expect(pending).to_have_count(0, timeout=UPDATE_TIMEOUT_MS)
+    expect(pending).to_have_count(0, timeout=UPDATE_TIMEOUT_MS)
     decided = orm(approval_decision, approval.pk)
     assert decided == "rejected"
 
 
-def test_dashboard_screenshot(browser, server, viewer, orm):
+def escalate(incident, severity: str) -> None:
+    incident.escalated_at = timezone.now()
+    incident.escalation_severity = severity
+    incident.save()
+
+
+def start_running_step(approval_id: int) -> None:
+    """Approve without a worker and move the step to running, as a worker does."""
+    from mitigations.models import ActionRun, Approval
+
+    approval = Approval.objects.get(pk=approval_id)
+    Approval.objects.filter(pk=approval_id).update(decision="approved")
+    ActionRun.objects.filter(pk=approval.run_id).update(
+        status="running", started_at=timezone.now()
+    )
+    from watchers.services import live
+
+    live.publish_run(approval.run_id)
+
+
+def test_escalation_shows_without_reload(browser, server, viewer, orm):
+    incident = orm(make_incident, "checkout-latency")
+    page = signed_in_page(browser, server, viewer)
+    page.evaluate("window.loadedOnce = true")
+
+    orm(escalate, incident, "critical")
+
+    expect(row(page, incident).locator(".badge.escalated")).to_have_text(
+        "▲ escalated: critical", timeout=UPDATE_TIMEOUT_MS
+    )
+    assert page.evaluate("window.loadedOnce") is True
+
+
+def test_step_status_updates_in_row(browser, server, viewer, orm):
+    incident = orm(make_incident, "queue-lag")
+    approval = orm(add_pending_approval, incident, "scale_replicas")
+    page = signed_in_page(browser, server, viewer)
+    step = row(page, incident).locator(".step-cell")
+    expect(step).to_contain_text("waiting for approval")
+
+    orm(start_running_step, approval.pk)
+
+    expect(step).to_contain_text("running", timeout=UPDATE_TIMEOUT_MS)
+    expect(row(page, incident).locator(".pending-approval")).to_have_count(0)
+
+
+def publish_new_value(incident, value: float) -> None:
+    from watchers.models import Incident
+    from watchers.services import live
+
+    Incident.objects.filter(pk=incident.pk).update(last_value=value)
+    live.publish_values([incident.pk])
+
+
+def test_value_updates_in_place(browser, server, viewer, orm):
+    incident = orm(make_incident, "api-latency-p95", last_value=0.93)
+    page = signed_in_page(browser, server, viewer)
+    value = row(page, incident).locator('[data-cell="value"]')
+    expect(value).to_have_text("0.93 > 0.8")
+
+    orm(publish_new_value, incident, 1.75)
+
+    expect(value).to_have_text("1.75 > 0.8", timeout=UPDATE_TIMEOUT_MS)
+
+
+def test_phone_layout_fits_the_screen(browser, server, viewer, orm):
+    incident = orm(make_incident, "memory-usage", severity="critical")
+    orm(add_pending_approval, incident, "restart_high_memory_pods")
+    page = signed_in_page(browser, server, viewer, viewport=PHONE)
+
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    state_label = page.evaluate(
+        "getComputedStyle(document.querySelector('td[data-label=State]'),"
+        " '::before').content"
+    )
+
+    assert overflow <= 0
+    assert state_label == '"State"'
+    expect(row(page, incident).get_by_role("button", name="Approve")).to_be_visible()
+    expect(row(page, incident).locator(".badge.state-firing")).to_have_text("● firing")
+
+
+def test_dashboard_screenshot(browser, server, viewer, orm, screenshot):
     critical = orm(make_incident, "checkout-errors", severity="critical")
-    orm(add_pending_approval, critical, "scale_deployment")
+    orm(add_pending_approval, critical, "scale_replicas")
+    orm(escalate, critical, "critical")
     orm(make_incident, "api-latency-p99", severity="high", last_value=1.42)
     orm(make_incident, "worker-queue", severity="medium", last_value=0.85)
     old = orm(make_incident, "disk-usage", severity="low")
     orm(resolve, old)
     page = signed_in_page(browser, server, viewer)
-    playwright_api.expect(page.locator("tr[data-incident-id]")).to_have_count(4)
-    playwright_api.expect(page.locator(".pending-approval")).to_be_visible()
+    expect(page.locator("tr[data-incident-id]")).to_have_count(4)
+    expect(page.locator(".pending-approval")).to_be_visible()
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+    path = screenshot(page, "dashboard")
+    phone = signed_in_page(browser, server, viewer, viewport=PHONE)
+    expect(phone.locator(".pending-approval")).to_be_visible()
+    phone_path = screenshot(phone, "dashboard-phone")
 
-    assert (SCREENSHOTS / "dashboard.png").stat().st_size > 0
+    assert path.stat().st_size > 0
+    assert phone_path.stat().st_size > 0
+
+
+def test_lost_last_message_found_by_heartbeat(browser, server, viewer, orm):
+    page = signed_in_page(browser, server, viewer, init_script=SHORT_HEARTBEAT)
+    page.evaluate("window.loadedOnce = true")
+
+    hidden = orm(create_unannounced, "lost-last-message")
+
+    # No later change arrives; the pong's sequence number reveals the gap.
+    expect(row(page, hidden)).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+    assert page.evaluate("window.loadedOnce") is True

@@ -478,6 +478,19 @@ def test_hold_remaining_holds_every_queued_step_behind_a_running_one(receiver):
     assert statuses(incident) == [RunStatus.RUNNING, RunStatus.WAITING_APPROVAL]
 
 
+def test_hold_remaining_holds_every_step_behind_a_waiting_one(receiver):
+    incident = firing_incident(
+        receiver, "test_ping_destructive", "test_ping", "test_ping_other"
+    )
+    first = chain.start_attempt(incident.pk, 1)
+    chain.execute_run(first.pk)
+
+    held = chain.hold_remaining(incident.pk)
+
+    assert len(held) == 2
+    assert statuses(incident) == [RunStatus.WAITING_APPROVAL] * 3
+
+
 def test_cooldown_counts_a_run_in_progress_on_the_same_target(receiver, settings):
     settings.ACTION_COOLDOWN_SECONDS = 300
     first = firing_incident(receiver, "test_ping")

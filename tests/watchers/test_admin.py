@@ -1,5 +1,6 @@
 """Django admin for watchers, incidents, series states, data sources and steps."""
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -7,6 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from mitigations.admin import MitigationStepForm
 from mitigations.models import MitigationStep
 from tests.watchers.factories import make_watcher
@@ -330,3 +332,184 @@ def test_step_form_rejects_unknown_action():
 
     assert not form.is_valid()
     assert list(form.errors) == ["action"]
+
+
+# Durations, units and labels
+
+
+def test_form_accepts_durations_with_units():
+    form = WatcherAdminForm(
+        data=watcher_data(
+            window_seconds="10m",
+            interval_seconds="1m",
+            resolve_delay_seconds="2m30s",
+            escalation_delay_seconds="immediate",
+        )
+    )
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["window_seconds"] == 600
+    assert form.cleaned_data["interval_seconds"] == 60
+    assert form.cleaned_data["resolve_delay_seconds"] == 150
+    assert form.cleaned_data["escalation_delay_seconds"] == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ten minutes", "is not a duration"),
+        ("10 m", "is not a duration"),
+        ("daily", "set the window to 0s and the interval to 1d"),
+        ("-5", "is not a duration"),
+    ],
+)
+def test_form_rejects_bad_duration(value, message):
+    form = WatcherAdminForm(data=watcher_data(window_seconds=value))
+
+    assert not form.is_valid()
+    assert message in str(form.errors["window_seconds"])
+
+
+def test_change_form_shows_durations_with_units(admin_client):
+    watcher = make_watcher(window_seconds=600, interval_seconds=60)
+
+    html = admin_client.get(
+        reverse("admin:watchers_watcher_change", args=[watcher.pk])
+    ).content.decode()
+
+    assert 'name="window_seconds" value="10m"' in html
+    assert 'name="interval_seconds" value="1m"' in html
+
+
+@pytest.mark.parametrize("threshold", ["high", "inf", "nan", ""])
+def test_form_rejects_threshold_that_is_not_a_number(threshold):
+    form = WatcherAdminForm(data=watcher_data(threshold=threshold))
+
+    assert not form.is_valid()
+    assert "threshold" in form.errors
+
+
+def test_form_rejects_unknown_comparison():
+    form = WatcherAdminForm(data=watcher_data(comparison="=="))
+
+    assert not form.is_valid()
+    assert "comparison" in form.errors
+
+
+@pytest.mark.parametrize("labels", ['{"team": 3}', '["team"]', '{"team": null}'])
+def test_form_rejects_labels_that_are_not_text(labels):
+    form = WatcherAdminForm(data=watcher_data(labels=labels))
+
+    assert not form.is_valid()
+    assert "labels" in form.errors
+
+
+def test_form_saves_unit():
+    form = WatcherAdminForm(data=watcher_data(unit="req/s"))
+
+    assert form.is_valid(), form.errors
+    assert form.save().unit == "req/s"
+
+
+# Audit log of admin changes
+
+
+def step_change_formset(watcher: Watcher, step: MitigationStep, **changes: str):
+    fields = {
+        "position": str(step.position),
+        "action": step.action,
+        "parameters": json.dumps(step.parameters),
+        "timeout_seconds": str(step.timeout_seconds),
+        "approval": step.approval,
+    }
+    fields.update(changes)
+    # The admin page sends the initial values of fields with a callable
+    # default in hidden inputs, and Django compares against those.
+    data = {
+        "steps-TOTAL_FORMS": "1",
+        "steps-INITIAL_FORMS": "1",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
+        "steps-0-id": str(step.pk),
+        "steps-0-watcher": str(watcher.pk),
+        "initial-labels": json.dumps(watcher.labels),
+        "initial-steps-0-parameters": json.dumps(step.parameters),
+    }
+    data.update({f"steps-0-{name}": value for name, value in fields.items()})
+    return data
+
+
+def test_admin_change_records_old_and_new_values(admin_client, admin_user):
+    watcher = make_watcher(
+        name="api-latency",
+        group="performance",
+        query="histogram_quantile(0.99, sum by (le) (rate(http_bucket[5m])))",
+        threshold=0.8,
+        window_seconds=300,
+        interval_seconds=60,
+        escalation_delay_seconds=900,
+        severity="high",
+    )
+    step = MitigationStep.objects.create(
+        watcher=watcher, position=1, action="scale_replicas"
+    )
+    data = {
+        **watcher_data(threshold="0.9"),
+        **step_change_formset(watcher, step, timeout_seconds="120"),
+    }
+
+    response = admin_client.post(
+        reverse("admin:watchers_watcher_change", args=[watcher.pk]),
+        data,
+        REMOTE_ADDR="192.0.2.30",
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    event = AuditEvent.objects.get(kind="admin.changed")
+    assert event.actor == admin_user
+    assert event.address == "192.0.2.30"
+    assert event.details["fields"] == {"threshold": {"from": 0.8, "to": 0.9}}
+    assert event.details["inlines"] == [
+        {
+            "object": f"mitigationstep {step}",
+            "added": False,
+            "fields": {"timeout_seconds": {"from": 60, "to": 120}},
+        }
+    ]
+
+
+def test_admin_add_records_the_values(admin_client):
+    data = {**watcher_data(), **step_formset("scale_replicas")}
+
+    admin_client.post(reverse("admin:watchers_watcher_add"), data)
+
+    event = AuditEvent.objects.get(kind="admin.changed")
+    assert event.details["action"] == "added"
+    assert event.details["fields"]["query"]["to"] == watcher_data()["query"]
+    assert event.details["inlines"][0]["added"] is True
+
+
+def test_admin_inline_deletion_is_recorded(admin_client):
+    watcher = make_watcher(
+        name="api-latency",
+        group="performance",
+        query="histogram_quantile(0.99, sum by (le) (rate(http_bucket[5m])))",
+        threshold=0.8,
+        window_seconds=300,
+        interval_seconds=60,
+        escalation_delay_seconds=900,
+        severity="high",
+    )
+    step = MitigationStep.objects.create(
+        watcher=watcher, position=1, action="clear_caches"
+    )
+    data = {**watcher_data(), **step_change_formset(watcher, step)}
+    data["steps-0-DELETE"] = "on"
+
+    admin_client.post(reverse("admin:watchers_watcher_change", args=[watcher.pk]), data)
+
+    event = AuditEvent.objects.get(kind="admin.changed")
+    assert not MitigationStep.objects.exists()
+    assert event.details["inlines"] == [
+        {"object": f"mitigationstep {step}", "deleted": True}
+    ]

@@ -225,6 +225,7 @@ def test_optional_keys_round_trip(tmp_path):
             clear_threshold: 0.15
             resolve_delay: 2m
             max_series: 50
+            unit: "%"
           nightly_backup:
             query: "time() - backup_last_success_timestamp_seconds"
             threshold: 90000
@@ -887,3 +888,26 @@ def test_hourly_is_not_a_window(tmp_path):
 
     assert "field 'window'" in message
     assert "'hourly' is not a duration" in message
+
+
+def test_unit_is_stored(tmp_path):
+    path = write_catalog(
+        tmp_path, ONE_WATCHER.replace("window: 10m", "window: 10m\n    unit: s")
+    )
+
+    run_import(path)
+
+    assert Watcher.objects.get(name="api_latency").unit == "s"
+
+
+@pytest.mark.parametrize("unit", ["3", "[s]", '"requests per second, p95"'])
+def test_invalid_unit_is_reported(tmp_path, unit):
+    path = write_catalog(
+        tmp_path, ONE_WATCHER.replace("window: 10m", f"window: 10m\n    unit: {unit}")
+    )
+
+    message = import_error(path)
+
+    assert "field 'unit'" in message
+    assert "is not a unit" in message
+    assert not Watcher.objects.exists()

@@ -18,6 +18,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from bastion.asgi import application
+from bastion.settings import channel_layers
 from tests.watchers.factories import make_watcher
 from watchers.choices import IncidentKind, IncidentState
 from watchers.models import Incident, Watcher
@@ -34,12 +35,7 @@ TIMEOUT_SECONDS = 5
 
 @pytest.fixture(autouse=True)
 def live_channel_layer(settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [LIVE_REDIS_URL]},
-        }
-    }
+    settings.CHANNEL_LAYERS = channel_layers(LIVE_REDIS_URL)
     redis.Redis.from_url(LIVE_REDIS_URL).delete(live.SEQUENCE_KEY)
 
 
@@ -158,8 +154,23 @@ async def test_ping_answered_with_pong(viewer):
     await communicator.send_json_to({"type": "ping"})
 
     assert await communicator.receive_json_from(timeout=TIMEOUT_SECONDS) == {
-        "type": "pong"
+        "type": "pong",
+        "seq": 0,
     }
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_pong_carries_last_sequence(viewer):
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+    await database_sync_to_async(live.publish)("values", {"values": []})
+    await receive_type(communicator, "values")
+
+    await communicator.send_json_to({"type": "ping"})
+    pong = await receive_type(communicator, "pong")
+
+    assert pong["seq"] == 1
     await communicator.disconnect()
 
 
@@ -279,6 +290,147 @@ def test_publish_without_channel_layer_sends_nothing(settings):
 
 def test_channel_redis_url_follows_channel_layer():
     assert live.channel_redis_url() == LIVE_REDIS_URL
-    assert django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [
-        LIVE_REDIS_URL
+    host = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    assert host["address"] == LIVE_REDIS_URL
+
+
+# Changes written with QuerySet.update(), which sends no post_save.
+
+
+def waiting_approval(watcher: Watcher):
+    from mitigations.choices import RunStatus
+    from mitigations.models import ActionRun, Approval, MitigationAttempt
+
+    incident = make_incident(watcher)
+    now = timezone.now()
+    attempt = MitigationAttempt.objects.create(
+        incident=incident, number=1, started_at=now
+    )
+    run = ActionRun.objects.create(
+        attempt=attempt,
+        incident=incident,
+        position=1,
+        action="clear_caches",
+        risk="destructive",
+        status=RunStatus.WAITING_APPROVAL,
+        queued_at=now,
+    )
+    return Approval.objects.create(
+        run=run, requested_at=now, expires_at=now + timedelta(minutes=30)
+    )
+
+
+@pytest.mark.asyncio
+async def test_decision_pushes_approval_message(viewer, persona_factory):
+    from mitigations.services import approvals
+
+    decider = await database_sync_to_async(persona_factory)(
+        "decider", "mitigations.decide_approval"
+    )
+    watcher = await database_sync_to_async(make_watcher)()
+    approval = await database_sync_to_async(waiting_approval)(watcher)
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+
+    await database_sync_to_async(approvals.decide)(
+        approval.pk, decider, approve=False, comment="not now"
+    )
+    message = await receive_type(communicator, "approval")
+
+    assert message["approval"]["id"] == approval.pk
+    assert message["approval"]["decision"] == "rejected"
+    assert message["incident"]["pending_approvals"] == []
+    assert "rejected by a person" in message["incident"]["html"]
+    await communicator.disconnect()
+
+
+def finish(run_id: int) -> None:
+    from mitigations.models import ActionRun
+    from mitigations.services import chain
+
+    run = ActionRun.objects.get(pk=run_id)
+    chain.finish_run(run, "succeeded", output={"flushed": True})
+
+
+@pytest.mark.asyncio
+async def test_finished_step_pushes_run_message(viewer):
+    from mitigations.models import ActionRun
+
+    watcher = await database_sync_to_async(make_watcher)()
+    approval = await database_sync_to_async(waiting_approval)(watcher)
+    await database_sync_to_async(ActionRun.objects.filter(pk=approval.run_id).update)(
+        status="running"
+    )
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+
+    await database_sync_to_async(finish)(approval.run_id)
+    message = await receive_type(communicator, "run")
+
+    assert message["run"] == {"id": approval.run_id, "status": "succeeded"}
+    assert "succeeded" in message["incident"]["html"]
+    await communicator.disconnect()
+
+
+def evaluate(watcher_id: int, index: int, prometheus_url: str):
+    from datetime import UTC, datetime
+
+    from watchers.services.evaluation import evaluate_watchers
+    from watchers.services.prometheus import PrometheusClient
+
+    slot = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=15 * index)
+    client = PrometheusClient(url=prometheus_url, timeout_seconds=5)
+    return evaluate_watchers([watcher_id], slot, client=client)
+
+
+@pytest.mark.prometheus
+@pytest.mark.asyncio
+async def test_evaluation_pushes_values_then_resolution(
+    viewer, exporter, settle, prometheus
+):
+    query = 'bastion_test_value{series="live-eval"}'
+    exporter.set(2, series="live-eval")
+    await asyncio.to_thread(settle, query, lambda r: r and r[0]["value"][1] == "2")
+    watcher = await database_sync_to_async(make_watcher)(
+        query=query, threshold=1, unit="s", window_seconds=0, interval_seconds=15
+    )
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+
+    await database_sync_to_async(evaluate)(watcher.pk, 0, prometheus.url)
+    opened = await receive_type(communicator, "incident")
+    exporter.set(3, series="live-eval")
+    await asyncio.to_thread(settle, query, lambda r: r and r[0]["value"][1] == "3")
+    await database_sync_to_async(evaluate)(watcher.pk, 1, prometheus.url)
+    values = await receive_type(communicator, "values")
+    exporter.set(0, series="live-eval")
+    await asyncio.to_thread(settle, query, lambda r: r and r[0]["value"][1] == "0")
+    for index in (2, 3, 4):
+        await database_sync_to_async(evaluate)(watcher.pk, index, prometheus.url)
+    resolved = await receive_type(communicator, "incidents")
+
+    assert opened["incident"]["state"] == "firing"
+    assert values["values"] == [
+        {"id": opened["incident"]["id"], "value": "3 s > 1 s", "peak": "3 s"}
     ]
+    assert [entry["id"] for entry in resolved["incidents"]] == [
+        opened["incident"]["id"]
+    ]
+    assert resolved["incidents"][0]["state"] == "resolved"
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_idle_socket_outlives_redis_read_timeout(viewer):
+    # channels_redis blocks 5 s per wait; redis-py 8 reads with a 5 s timeout
+    # unless the channel layer sets a longer one. Two waits must pass.
+    communicator = await connected(viewer)
+    await receive_type(communicator, "snapshot")
+
+    await asyncio.sleep(11)
+    watcher = await database_sync_to_async(make_watcher)()
+    incident = await database_sync_to_async(make_incident)(watcher)
+    message = await receive_type(communicator, "incident")
+
+    assert message["incident"]["id"] == incident.pk
+    await communicator.disconnect()

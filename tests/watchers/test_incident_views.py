@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from mitigations.choices import RunStatus
+from mitigations.models import ActionRun, Approval, MitigationAttempt
 from tests.watchers.factories import make_watcher
 from watchers.choices import Health, IncidentKind, IncidentState, Mode, Severity
 from watchers.models import Incident, Watcher
@@ -296,17 +298,133 @@ def count_page_queries(client) -> int:
     return len(queries)
 
 
+def with_step_and_approval(incident: Incident) -> Incident:
+    run = add_run(incident, status=RunStatus.WAITING_APPROVAL)
+    now = timezone.now()
+    Approval.objects.create(
+        run=run, requested_at=now, expires_at=now + timedelta(minutes=30)
+    )
+    return incident
+
+
 def test_query_count_does_not_grow_with_rows(approver_client):
     for _ in range(10):
-        make_incident(make_watcher(group="performance"))
+        with_step_and_approval(make_incident(make_watcher(group="performance")))
     make_watcher(health=Health.ERROR, last_error="parse error")
     with_ten = count_page_queries(approver_client)
 
     for _ in range(110):
-        make_incident(make_watcher(group="security"))
+        with_step_and_approval(make_incident(make_watcher(group="security")))
     with_hundred_twenty = count_page_queries(approver_client)
 
     assert with_hundred_twenty == with_ten
+
+
+def add_run(incident: Incident, position: int = 1, **fields: Any) -> ActionRun:
+    attempt, _ = MitigationAttempt.objects.get_or_create(
+        incident=incident,
+        number=fields.pop("attempt", 1),
+        defaults={"started_at": timezone.now()},
+    )
+    values: dict[str, Any] = {
+        "attempt": attempt,
+        "incident": incident,
+        "position": position,
+        "action": "scale_replicas",
+        "risk": "disruptive",
+        "status": RunStatus.QUEUED,
+        "queued_at": timezone.now(),
+    }
+    values.update(fields)
+    return ActionRun.objects.create(**values)
+
+
+def row_html(html: str, incident: Incident) -> str:
+    start = html.index(f'id="incident-{incident.pk}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_row_shows_running_step(approver_client):
+    incident = make_incident(make_watcher())
+    add_run(incident, 1, status=RunStatus.SUCCEEDED, action="scale_replicas")
+    add_run(incident, 2, status=RunStatus.RUNNING, action="clear_caches")
+    add_run(incident, 3, status=RunStatus.QUEUED, action="activate_circuit_breaker")
+
+    row = row_html(page_html(approver_client), incident)
+
+    assert "2/3 <code>clear_caches</code>" in row
+    assert "running" in row
+
+
+def test_row_shows_step_waiting_in_newest_attempt(approver_client):
+    incident = make_incident(make_watcher())
+    add_run(incident, 1, attempt=1, status=RunStatus.FAILED)
+    add_run(
+        incident, 1, attempt=2, status=RunStatus.WAITING_APPROVAL, action="rollback"
+    )
+
+    row = row_html(page_html(approver_client), incident)
+
+    assert "<code>rollback</code>" in row
+    assert "waiting for approval" in row
+    assert "attempt 2" in row
+
+
+def test_row_shows_last_finished_step(approver_client):
+    incident = make_incident(make_watcher())
+    now = timezone.now()
+    add_run(incident, 1, status=RunStatus.SUCCEEDED, finished_at=now)
+    add_run(
+        incident,
+        2,
+        status=RunStatus.FAILED,
+        action="clear_caches",
+        finished_at=now + timedelta(seconds=1),
+    )
+
+    row = row_html(page_html(approver_client), incident)
+
+    assert "2/2 <code>clear_caches</code>" in row
+    assert "failed" in row
+
+
+def test_row_without_steps_shows_dash(approver_client):
+    incident = make_incident(make_watcher())
+
+    row = row_html(page_html(approver_client), incident)
+    step_cell = row[row.index('data-label="Step"') :]
+
+    assert step_cell.split("</td>")[0].count("—") == 1
+
+
+def test_rendered_row_has_decide_buttons(approver_client):
+    incident = with_step_and_approval(make_incident(make_watcher()))
+
+    row = row_html(page_html(approver_client), incident)
+
+    assert 'data-decision="approve"' in row
+    assert 'data-decision="reject"' in row
+
+
+def test_row_shows_escalation(approver_client):
+    incident = make_incident(
+        make_watcher(), escalated_at=timezone.now(), escalation_severity="critical"
+    )
+
+    row = row_html(page_html(approver_client), incident)
+
+    assert "escalated: critical" in row
+
+
+def test_row_shows_unit(approver_client):
+    incident = make_incident(
+        make_watcher(unit="req/s"), last_value=0.93, peak_value=1.2
+    )
+
+    row = row_html(page_html(approver_client), incident)
+
+    assert "0.93 req/s &gt; 0.8 req/s" in row
+    assert "1.2 req/s" in row
 
 
 def test_failing_watcher_appears_in_notice(approver_client):

@@ -18,6 +18,7 @@ from django.db.models import F
 from audit.services import record
 from watchers.choices import IncidentKind, IncidentState, Severity
 from watchers.models import DataSource, Incident
+from watchers.services import live
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +88,15 @@ def record_success(url: str, now: datetime) -> int:
     if not updated:
         DataSource.objects.filter(url=url).update(last_success_at=now)
         return 0
-    resolved = Incident.objects.filter(
+    open_incidents = Incident.objects.filter(
         kind=IncidentKind.DATASOURCE,
         fingerprint=datasource_fingerprint(url),
         resolved_at__isnull=True,
-    ).update(state=IncidentState.RESOLVED, resolved_at=now)
+    )
+    resolved_ids = list(open_incidents.values_list("pk", flat=True))
+    resolved = open_incidents.update(state=IncidentState.RESOLVED, resolved_at=now)
     if resolved:
+        live.publish_evaluation_after_commit(resolved_ids, [])
         record("incident.resolved", f"data source {url} reachable again")
         logger.info("data source %s reachable again: meta-incident resolved", url)
     return resolved

@@ -1,4 +1,4 @@
-"""The one way Bastion queries Prometheus: instant queries via prometheus-api-client.
+"""The one way Bastion queries Prometheus, through prometheus-api-client.
 
 Failures are sorted in two kinds, because they call for different reactions:
 ``DataSourceUnavailable`` says nothing about the query (refused connection,
@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,29 @@ def parse_result(result: object) -> list[Sample]:
             )
         )
     return samples
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and (Unix time, value) points."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
+def parse_range_result(result: object) -> list[RangeSeries]:
+    """Turn the ``data.result`` of a range query (a matrix) into series."""
+    if not isinstance(result, list):
+        raise DataSourceUnavailable(
+            f"unexpected result from Prometheus: {result!r:.200}"
+        )
+    series = []
+    for item in result:
+        if not isinstance(item, dict) or "values" not in item:
+            raise QueryFailed("the range query did not return a matrix")
+        points = [(float(at), parse_value(value)) for at, value in item["values"]]
+        series.append(RangeSeries(labels=dict(item.get("metric", {})), points=points))
+    return series
 
 
 def _classify_status(message: str) -> PrometheusError:
@@ -161,8 +185,31 @@ class PrometheusClient:
 
     def query(self, expression: str, at: datetime | None = None) -> list[Sample]:
         params = {"time": f"{at.timestamp():.3f}"} if at is not None else {}
+        result = self._call(
+            lambda: self._connection.custom_query(expression, params=params)
+        )
+        return parse_result(result)
+
+    def query_range(
+        self, expression: str, start: datetime, end: datetime, step_seconds: float
+    ) -> list[RangeSeries]:
+        """Run a range query: the expression's value every ``step_seconds``.
+
+        prometheus-api-client sends ``start`` and ``end`` rounded to whole
+        seconds. Prometheus rejects a range of more than 11,000 points per
+        series, so callers choose a step that stays below that.
+        """
+        result = self._call(
+            lambda: self._connection.custom_query_range(
+                expression, start_time=start, end_time=end, step=f"{step_seconds:g}"
+            )
+        )
+        return parse_range_result(result)
+
+    def _call(self, request: Callable[[], object]) -> object:
+        """Send one request and sort its failure into the two kinds of error."""
         try:
-            result = self._connection.custom_query(expression, params=params)
+            return request()
         except PrometheusApiClientException as error:
             raise _classify_status(str(error)) from None
         except requests.exceptions.ReadTimeout:
@@ -182,4 +229,3 @@ class PrometheusClient:
             raise DataSourceUnavailable(
                 f"Prometheus answered without data.result ({error!r})"
             ) from None
-        return parse_result(result)

@@ -19,6 +19,7 @@ from django.db.models.expressions import RawSQL
 from audit.services import record
 from watchers.choices import IncidentKind, IncidentState, Mode
 from watchers.models import Incident, SeriesState
+from watchers.services import live
 from watchers.services.bulk import write_fields
 from watchers.services.claimed import ClaimedWatcher
 from watchers.services.judging import Rule, SeriesMemory, Status, Verdict, judge, worse
@@ -223,6 +224,12 @@ class SeriesWriter:
             Incident.objects.filter(
                 Q(pk__in=[i.pk for i in self.resolved]), resolved_at__isnull=True
             ).update(state=IncidentState.RESOLVED, resolved_at=self.now)
+        # Bulk writes send no post_save, so the open dashboards are told here.
+        resolved_ids = {incident.pk for incident in self.resolved}
+        live.publish_evaluation_after_commit(
+            sorted(resolved_ids),
+            [i.pk for i in self.touched_incidents if i.pk not in resolved_ids],
+        )
         for incident in self.resolved:
             record(
                 "incident.resolved",

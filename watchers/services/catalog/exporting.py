@@ -87,6 +87,7 @@ def export_entry(watcher: Watcher) -> dict[str, Any]:
         "clear_threshold": (watcher.clear_threshold, None),
         "resolve_delay": (watcher.resolve_delay_seconds, None),
         "max_series": (watcher.max_series, None),
+        "unit": (watcher.unit, ""),
     }
     for key, (value, default) in optional.items():
         if value != default:

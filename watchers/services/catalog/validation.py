@@ -30,6 +30,7 @@ OPTIONAL_KEYS = (
     "clear_threshold",
     "resolve_delay",
     "max_series",
+    "unit",
 )
 KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
@@ -65,6 +66,7 @@ class WatcherDefinition:
     clear_threshold: float | None = None
     resolve_delay_seconds: int | None = None
     max_series: int | None = None
+    unit: str = ""
     comparison_given: bool = False
     # Without a mode in the file, an existing watcher keeps the mode an
     # operator gave it, so an import never resumes a watcher paused by hand.
@@ -86,6 +88,7 @@ DEFINITION_FIELDS = (
     "mode",
     "labels",
     "max_series",
+    "unit",
 )
 
 
@@ -224,6 +227,18 @@ def parse_max_series(value: object) -> int:
     return value
 
 
+MAX_UNIT_CHARS = 20
+
+
+def parse_unit(value: object) -> str:
+    if not isinstance(value, str) or len(value.strip()) > MAX_UNIT_CHARS:
+        raise FieldError(
+            f"{value!r} is not a unit: write up to {MAX_UNIT_CHARS} characters "
+            "of text, such as s, '%' or req/s"
+        )
+    return value.strip()
+
+
 FIELD_PARSERS: dict[str, Callable[[Any], Any]] = {
     "query": parse_query,
     "threshold": parse_number,
@@ -238,6 +253,7 @@ FIELD_PARSERS: dict[str, Callable[[Any], Any]] = {
     "clear_threshold": parse_number,
     "resolve_delay": parse_delay,
     "max_series": parse_max_series,
+    "unit": parse_unit,
 }
 
 
@@ -326,6 +342,7 @@ def _build_definition(entry: RawEntry, parsed: dict[str, Any]) -> WatcherDefinit
         clear_threshold=parsed.get("clear_threshold"),
         resolve_delay_seconds=parsed.get("resolve_delay"),
         max_series=parsed.get("max_series"),
+        unit=parsed.get("unit", ""),
         comparison_given="comparison" in parsed,
         mode_given="mode" in parsed,
     )
