@@ -14,28 +14,23 @@ Two figures come out, as p50 and p95:
 Run: ``make bench-approval`` (or ``python -m bench.approval_latency``).
 """
 
-import argparse
 import os
-import statistics
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
-from bench.environment import load_average, machine_facts, prepare_django
-from bench.mitigation_latency import (
-    REDIS_DATABASE,
-    percentile,
-    start_worker,
-    wait_for_run,
-    wait_until_ready,
-)
-from bench.pages import write_section
+from bench import worker_latency
+from bench.worker_latency import WARM_UP_RUNS, wait_for_run
 from devstack.processes import ProcessGroup
 
-GOAL_SECONDS = 0.100
-WARM_UP_RUNS = 5
 SECTION = "Approval to step start"
+INTRO = f"""\
+From a person's approval to the start of the step it approved,
+through a real Celery worker and Redis broker. Each run opens an
+incident whose only step (a no-op) always waits for approval; the
+worker creates the approval request, and the benchmark approves it
+with `approvals.decide`, the call behind the approval page's button.
+The first {WARM_UP_RUNS} decisions warm the worker up and are not counted."""
 
 
 def wait_for_approval(incident_id: int, group: ProcessGroup, timeout: float = 30.0):
@@ -104,86 +99,25 @@ def measure(runs: int, group: ProcessGroup) -> tuple[list[float], list[float]]:
     return to_start, decide_call
 
 
-def render(to_start: list[float], decide_call: list[float], facts: dict) -> str:
-    def row(name: str, values: list[float]) -> str:
-        return (
-            f"| {name} | {len(values)} | {statistics.median(values) * 1000:.1f} ms "
-            f"| {percentile(values, 0.95) * 1000:.1f} ms |"
-        )
-
-    p95 = percentile(to_start, 0.95)
-    verdict = "meets" if p95 < GOAL_SECONDS else "misses"
-    return "\n".join(
-        [
-            "| interval | decisions | p50 | p95 |",
-            "|---|---|---|---|",
-            row("decision to step start", to_start),
-            row("the decision call (approvals.decide)", decide_call),
-            "",
-            f"The p95 from decision to step start, {p95 * 1000:.1f} ms, {verdict} "
-            f"the goal of {GOAL_SECONDS * 1000:.0f} ms. One Celery worker "
-            "(prefork, concurrency 2) and the benchmark shared the machine with "
-            f"Redis and PostgreSQL; load average {facts['load']}.",
-        ]
-    )
-
-
-def page_section(table: str, facts: dict, runs: int) -> str:
-    machine = ", ".join(
-        f"{name} {facts[name]}" for name in ("CPU", "cores", "memory", "PostgreSQL")
-    )
-    return "\n".join(
-        [
-            f"## {SECTION}",
-            "",
-            "From a person's approval to the start of the step it approved,",
-            "through a real Celery worker and Redis broker. Each run opens an",
-            "incident whose only step (a no-op) always waits for approval; the",
-            "worker creates the approval request, and the benchmark approves it",
-            "with `approvals.decide`, the call behind the approval page's button.",
-            f"The first {WARM_UP_RUNS} decisions warm the worker up and are not",
-            "counted.",
-            "",
-            "Command (the figures come from one run of it):",
-            "",
-            f"    python -m bench.approval_latency --runs {runs} "
-            "--write docs/benchmarks.md",
-            "",
-            table,
-            "",
-            f"Machine: {machine}; measured {facts['date']}.",
-        ]
-    )
+def render(measured: tuple[list[float], list[float]], facts: dict) -> str:
+    to_start, decide_call = measured
+    rows = [
+        ("decision to step start", to_start),
+        ("the decision call (approvals.decide)", decide_call),
+    ]
+    return worker_latency.table("decisions", rows, "decision to step start", facts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200, help="measured decisions")
-    parser.add_argument(
-        "--write",
-        type=Path,
-        metavar="PATH",
-        help="also write the results into the page at PATH, e.g. docs/benchmarks.md",
+    return worker_latency.run(
+        argv,
+        __doc__.splitlines()[0],
+        "bench.approval_latency",
+        SECTION,
+        INTRO,
+        measure,
+        render,
     )
-    args = parser.parse_args(argv)
-
-    # The benchmark enqueues through the same broker database the worker reads.
-    os.environ["BASTION_REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DATABASE}"
-    database_url = prepare_django()
-    group = start_worker(database_url)
-    try:
-        wait_until_ready(group)
-        to_start, decide_call = measure(args.runs, group)
-    finally:
-        group.stop()
-    facts = machine_facts("/usr/bin/prometheus")
-    facts["load"] = load_average()
-    table = render(to_start, decide_call, facts)
-    print(table)
-    if args.write is not None:
-        write_section(args.write, SECTION, page_section(table, facts, args.runs))
-        print(f"wrote {args.write}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,12 +20,8 @@ from django.db import connections
 from playwright.sync_api import sync_playwright
 
 from bastion.settings import channel_layers
-from tests.browser.helpers import (
-    CHROMIUM,
-    LIVE_REDIS_URL,
-    DaphneServer,
-    database_url,
-)
+from tests.browser.helpers import CHROMIUM, LIVE_REDIS_URL, DaphneServer
+from tests.processes import database_url
 
 
 @pytest.fixture

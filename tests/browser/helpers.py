@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.db import connection
 from playwright.sync_api import expect
 
 from devstack.processes import free_port, port_is_open
@@ -25,14 +24,6 @@ PASSWORD = "viewer-password-1"
 UPDATE_TIMEOUT_MS = 5000
 LAPTOP = {"width": 1400, "height": 800}
 PHONE = {"width": 390, "height": 844}
-
-
-def database_url() -> str:
-    database = connection.settings_dict
-    return (
-        f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}"
-        f"/{database['NAME']}"
-    )
 
 
 class DaphneServer:

@@ -7,7 +7,6 @@ row appear, approves the step, and shows it succeed. The step calls a local
 HTTP receiver, whose log proves it ran once.
 """
 
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,12 +19,11 @@ from devstack.processes import ProcessGroup
 from devstack.receiver import HttpReceiver
 from tests.browser.helpers import (
     LIVE_REDIS_URL,
-    ROOT,
     DaphneServer,
-    database_url,
     expect_status,
     sign_in,
 )
+from tests.processes import database_url, start_celery
 
 pytestmark = [
     pytest.mark.browser,
@@ -59,20 +57,9 @@ def stack(transactional_db, prometheus, tmp_path) -> Iterator[dict[str, Any]]:
         # Verification would start a second attempt while the test looks at
         # the first; an hour keeps it out of the way.
         "BASTION_VERIFY_EVERY_SECONDS": "3600",
-        "PYTHONPATH": str(ROOT),
     }
     group = ProcessGroup(tmp_path / "logs")
-    celery = [sys.executable, "-m", "celery", "-A", "bastion"]
-    group.start(
-        "worker",
-        [*celery, "worker", "--concurrency=2", "--loglevel=info", "--purge"],
-        env=env,
-    )
-    group.start(
-        "beat",
-        [*celery, "beat", "--loglevel=info", f"--schedule={tmp_path / 'beat'}"],
-        env=env,
-    )
+    start_celery(group, env, tmp_path)
     web = DaphneServer(env["BASTION_DATABASE_URL"], env)
     web.start()
     try:

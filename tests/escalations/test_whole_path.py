@@ -9,7 +9,6 @@ person would: it signs in, approves, and the step runs.
 
 import json
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ import kubernetes
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -32,6 +30,7 @@ from devstack.receiver import HttpReceiver
 from escalations.models import Escalation
 from mitigations.choices import AttemptStatus, RunStatus
 from mitigations.models import ActionRun, Approval, MitigationAttempt, MitigationStep
+from tests.processes import database_url, start_celery
 from tests.watchers.factories import make_watcher
 from watchers.models import Incident
 
@@ -48,14 +47,6 @@ RECEIVER_PATHS = {
     "SLACK_TEAM": "/team",
     "SLACK_SECURITY_TEAM": "/security-team",
 }
-
-
-def database_url() -> str:
-    config = connection.settings_dict
-    user = config.get("USER") or "postgres"
-    host = config.get("HOST") or "127.0.0.1"
-    port = config.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{config['NAME']}"
 
 
 @pytest.fixture
@@ -76,7 +67,7 @@ def slack() -> Iterator[HttpReceiver]:
 @pytest.fixture
 def celery(prometheus, standin, slack, tmp_path) -> Iterator[ProcessGroup]:
     # The test process queues the approved step on its own broker, so the
-    # worker reads the same one. --purge drops what earlier tests queued.
+    # worker reads the same one.
     env = {
         "BASTION_DATABASE_URL": database_url(),
         "BASTION_REDIS_URL": django_settings.CELERY_BROKER_URL,
@@ -89,16 +80,11 @@ def celery(prometheus, standin, slack, tmp_path) -> Iterator[ProcessGroup]:
         "BASTION_STEP_RETRIES": "0",
         "BASTION_ACTION_COOLDOWN_SECONDS": "0",
         "BASTION_NOTIFICATION_BACKOFF_SECONDS": "0",
-        "PYTHONPATH": str(REPOSITORY),
     }
     for name, path in RECEIVER_PATHS.items():
         env[f"BASTION_RECEIVER_{name}_URL"] = slack.url + path
     group = ProcessGroup(tmp_path / "logs")
-    celery_command = [sys.executable, "-m", "celery", "-A", "bastion"]
-    worker = [*celery_command, "worker", "--concurrency=2", "--loglevel=info"]
-    group.start("worker", [*worker, "--purge"], env=env)
-    beat = [*celery_command, "beat", "--loglevel=info"]
-    group.start("beat", [*beat, f"--schedule={tmp_path / 'beat'}"], env=env)
+    start_celery(group, env, tmp_path)
     yield group
     group.stop()
 

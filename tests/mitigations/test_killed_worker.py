@@ -17,8 +17,8 @@ from devstack.receiver import HttpReceiver
 from mitigations.choices import RunStatus
 from mitigations.models import ActionRun, MitigationStep
 from mitigations.services import chain, verification
+from tests.processes import database_url
 from tests.watchers.factories import make_watcher
-from tests.watchers.test_celery_end_to_end import database_url
 from watchers.models import Incident
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,30 +1,18 @@
 """A real Celery beat and worker evaluate a watcher against a real Prometheus."""
 
 import os
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from devstack.processes import ProcessGroup
+from tests.processes import database_url, start_celery
 from tests.watchers.factories import make_watcher
 from watchers.choices import IncidentState
 from watchers.models import Incident
 from watchers.services.scheduling import current_slot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.prometheus]
-
-REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    config = connection.settings_dict
-    user = config.get("USER") or "postgres"
-    host = config.get("HOST") or "127.0.0.1"
-    port = config.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{config['NAME']}"
 
 
 @pytest.fixture
@@ -37,25 +25,9 @@ def celery(prometheus, tmp_path):
         "BASTION_REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "BASTION_PROMETHEUS_URL": prometheus.url,
         "BASTION_DISPATCH_EVERY_SECONDS": "0.5",
-        "PYTHONPATH": str(REPOSITORY),
     }
     group = ProcessGroup(tmp_path / "logs")
-    celery_command = [sys.executable, "-m", "celery", "-A", "bastion"]
-    group.start(
-        "worker",
-        [*celery_command, "worker", "--concurrency=2", "--loglevel=info", "--purge"],
-        env=env,
-    )
-    group.start(
-        "beat",
-        [
-            *celery_command,
-            "beat",
-            "--loglevel=info",
-            f"--schedule={tmp_path / 'beat-schedule'}",
-        ],
-        env=env,
-    )
+    start_celery(group, env, tmp_path)
     yield group
     group.stop()
 
