@@ -1,4 +1,4 @@
-"""What the step-latency benchmarks share: a Celery worker, percentiles, the page.
+"""Shared parts of the step-latency benchmarks: a Celery worker, percentiles, the page.
 
 ``bench.mitigation_latency`` and ``bench.approval_latency`` each measure how
 soon a real Celery worker starts a step after an event. Both run the worker
@@ -51,7 +51,7 @@ def start_worker(database_url: str) -> ProcessGroup:
 
 
 def wait_until_ready(group: ProcessGroup, timeout: float = 60.0) -> None:
-    """Wait for the worker to answer a ping, so no task is sent before it listens."""
+    """Wait until the worker replies to a ping, so no task is sent before it listens."""
     from bastion.celery import app
 
     deadline = time.monotonic() + timeout
@@ -59,7 +59,7 @@ def wait_until_ready(group: ProcessGroup, timeout: float = 60.0) -> None:
         group.check_alive()
         if app.control.ping(timeout=0.5):
             return
-    raise TimeoutError(f"the Celery worker did not answer a ping in {timeout}s")
+    raise TimeoutError(f"the Celery worker did not reply to a ping in {timeout}s")
 
 
 def wait_for_run(incident_id: int, group: ProcessGroup, timeout: float = 30.0):

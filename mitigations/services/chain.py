@@ -60,7 +60,7 @@ CLAIMED_ELSEWHERE = "claimed elsewhere"
 
 
 # Step outcomes after which a new attempt may help: the action failed. A
-# rejection or a guardrail means a person or a limit said no, and a lost run
+# rejection or a guardrail is a decision against the step, and a lost run
 # may have acted, so repeating it would not be safe.
 RETRYABLE_STATUSES = frozenset({RunStatus.FAILED})
 
@@ -459,8 +459,8 @@ def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int
     """End the open attempts of a resolved incident; return the runs skipped.
 
     Steps still queued or waiting for a decision are not run, and their
-    pending approvals are withdrawn, so nobody is asked about an incident
-    that is over. A step already running finishes. An attempt counts as
+    pending approvals are withdrawn, so no person is asked to decide about an
+    incident that is over. A step already running finishes. An attempt counts as
     mitigated when one of its steps acted before the incident resolved,
     otherwise as stopped.
     """

@@ -1,8 +1,8 @@
 """The whole path from a breach to a person's approval, on real services.
 
-A real Prometheus scrapes a gauge the test sets; a real Celery worker and
-beat evaluate the watcher, run its scale step against the Kubernetes API
-stand-in (set to fail every scale), escalate, and post to a local
+A real Prometheus scrapes a gauge the test sets. A real Celery worker and
+beat evaluate the watcher and run its scale step against the Kubernetes API
+stand-in, which fails every scale. They escalate and post to a local
 Slack-compatible receiver. The test then follows the message's link as a
 person would: it signs in, approves, and the step runs.
 """

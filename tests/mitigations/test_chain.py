@@ -451,7 +451,7 @@ def test_escalated_incident_holds_every_step(receiver):
     assert results[-1].status == RunStatus.WAITING_APPROVAL
 
 
-def test_hold_remaining_lets_the_next_step_in_line_run(receiver):
+def test_hold_lets_next_step_run(receiver):
     incident = firing_incident(receiver, "test_ping", "test_ping_other", "test_ping")
     first = chain.start_attempt(incident.pk, 1)
 
@@ -467,7 +467,7 @@ def test_hold_remaining_lets_the_next_step_in_line_run(receiver):
     ]
 
 
-def test_hold_remaining_holds_every_queued_step_behind_a_running_one(receiver):
+def test_hold_behind_running_step(receiver):
     incident = firing_incident(receiver, "test_ping", "test_ping_other")
     first = chain.start_attempt(incident.pk, 1)
     ActionRun.objects.filter(pk=first.pk).update(status=RunStatus.RUNNING)
@@ -478,7 +478,7 @@ def test_hold_remaining_holds_every_queued_step_behind_a_running_one(receiver):
     assert statuses(incident) == [RunStatus.RUNNING, RunStatus.WAITING_APPROVAL]
 
 
-def test_hold_remaining_holds_every_step_behind_a_waiting_one(receiver):
+def test_hold_behind_waiting_step(receiver):
     incident = firing_incident(
         receiver, "test_ping_destructive", "test_ping", "test_ping_other"
     )
@@ -491,7 +491,7 @@ def test_hold_remaining_holds_every_step_behind_a_waiting_one(receiver):
     assert statuses(incident) == [RunStatus.WAITING_APPROVAL] * 3
 
 
-def test_cooldown_counts_a_run_in_progress_on_the_same_target(receiver, settings):
+def test_cooldown_counts_running_step(receiver, settings):
     settings.ACTION_COOLDOWN_SECONDS = 300
     first = firing_incident(receiver, "test_ping")
     second = firing_incident(receiver, "test_ping")

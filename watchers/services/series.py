@@ -224,7 +224,7 @@ class SeriesWriter:
             Incident.objects.filter(
                 Q(pk__in=[i.pk for i in self.resolved]), resolved_at__isnull=True
             ).update(state=IncidentState.RESOLVED, resolved_at=self.now)
-        # Bulk writes send no post_save, so the open dashboards are told here.
+        # Bulk writes send no post_save, so this publishes to open dashboards.
         resolved_ids = {incident.pk for incident in self.resolved}
         live.publish_evaluation_after_commit(
             sorted(resolved_ids),
