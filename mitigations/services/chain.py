@@ -490,6 +490,9 @@ def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int
             status = AttemptStatus.MITIGATED if acted else AttemptStatus.STOPPED
             end_attempt(attempt, status, "the incident resolved", now)
             skipped.extend(ids)
+        if skipped:
+            # The resolve was published before this ran; the row changed since.
+            live.publish_after_commit("incident", incident_id)
     if skipped:
         logger.info(
             "incident %s resolved: %s steps not run, their approvals withdrawn",
