@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit import services as audit
 from mitigations.actions.base import ParameterError
-from mitigations.choices import AttemptStatus, Risk, RunStatus
+from mitigations.choices import Risk, RunStatus
 from mitigations.models import ActionRun, Approval, Decision, MitigationAttempt
 from mitigations.registry import UnknownActionError, get_action
 from mitigations.services import chain
@@ -426,23 +426,7 @@ def _continue_chain(run_id: int, status: str, reason: str, now: datetime) -> Non
     """
     run = ActionRun.objects.select_related("attempt").get(pk=run_id)
     result = chain.after_run(run, status, reason, now)
-    if result.next_run_id is None and result.verify_attempt_id is None:
-        _skip_leftovers(run.attempt, now)
     transaction.on_commit(lambda: _follow(result))
-
-
-def _skip_leftovers(attempt: MitigationAttempt, now: datetime) -> None:
-    """Skip steps still waiting in an attempt that ended without them."""
-    attempt.refresh_from_db()
-    if attempt.status in (AttemptStatus.RUNNING, AttemptStatus.VERIFYING):
-        return
-    skipped = attempt.runs.filter(status=RunStatus.WAITING_APPROVAL).update(
-        status=RunStatus.SKIPPED,
-        error=f"not run: the attempt {attempt.status}",
-        finished_at=now,
-    )
-    if skipped:
-        live.publish_after_commit("incident", attempt.incident_id)
 
 
 def _follow(result: chain.StepResult) -> None:

@@ -31,7 +31,9 @@ from mitigations.actions.base import (
 from mitigations.choices import FINISHED_STATUSES, AttemptStatus, RunStatus
 from mitigations.models import (
     ActionRun,
+    Approval,
     AutomationSwitch,
+    Decision,
     MitigationAttempt,
     MitigationBaseline,
 )
@@ -432,8 +434,18 @@ def after_run(run: ActionRun, status: str, error: str, now: datetime) -> StepRes
 
 
 def end_attempt(
-    attempt: MitigationAttempt, status: str, note: str, now: datetime
-) -> None:
+    attempt: MitigationAttempt,
+    status: str,
+    note: str,
+    now: datetime,
+    skip_reason: str | None = None,
+) -> list[int]:
+    """End ``attempt`` and skip the steps it never started; return their ids.
+
+    A step that was queued, approved early, or waiting for a person does not
+    outlive its attempt: it is skipped with ``skip_reason`` and its pending
+    approval is withdrawn, so nobody is asked to decide about it any more.
+    """
     updated = MitigationAttempt.objects.filter(
         pk=attempt.pk, status__in=[AttemptStatus.RUNNING, AttemptStatus.VERIFYING]
     ).update(status=status, note=note[:2000], finished_at=now)
@@ -445,14 +457,20 @@ def end_attempt(
             status,
             note,
         )
-    if status != AttemptStatus.MITIGATED:
-        skipped = attempt.runs.filter(status=RunStatus.QUEUED).update(
-            status=RunStatus.SKIPPED,
-            error=f"not run: the attempt {status}",
-            finished_at=now,
-        )
-        if skipped:
-            live.publish_after_commit("incident", attempt.incident_id)
+    left = attempt.runs.filter(status__in=NOT_STARTED_STATUSES)
+    skipped = list(left.values_list("pk", flat=True))
+    if not skipped:
+        return skipped
+    ActionRun.objects.filter(pk__in=skipped, status__in=NOT_STARTED_STATUSES).update(
+        status=RunStatus.SKIPPED,
+        error=skip_reason or f"not run: the attempt {status}",
+        finished_at=now,
+    )
+    Approval.objects.filter(run_id__in=skipped, decision=Decision.PENDING).update(
+        decision=Decision.WITHDRAWN, decided_at=now
+    )
+    live.publish_after_commit("incident", attempt.incident_id)
+    return skipped
 
 
 def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int]:
@@ -464,8 +482,6 @@ def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int
     mitigated when one of its steps acted before the incident resolved,
     otherwise as stopped.
     """
-    from mitigations.models import Approval, Decision
-
     now = now or timezone.now()
     skipped: list[int] = []
     with transaction.atomic():
@@ -474,25 +490,19 @@ def stop_for_resolved(incident_id: int, now: datetime | None = None) -> list[int
             status__in=[AttemptStatus.RUNNING, AttemptStatus.VERIFYING],
         )
         for attempt in attempts:
-            left = attempt.runs.filter(status__in=NOT_STARTED_STATUSES)
-            ids = list(left.values_list("pk", flat=True))
-            left.update(
-                status=RunStatus.SKIPPED,
-                error="not run: the incident resolved first",
-                finished_at=now,
-            )
-            Approval.objects.filter(run_id__in=ids, decision=Decision.PENDING).update(
-                decision=Decision.WITHDRAWN, decided_at=now
-            )
             acted = attempt.runs.filter(
                 status=RunStatus.SUCCEEDED, dry_run=False
             ).exists()
             status = AttemptStatus.MITIGATED if acted else AttemptStatus.STOPPED
-            end_attempt(attempt, status, "the incident resolved", now)
-            skipped.extend(ids)
-        if skipped:
-            # The resolve was published before this ran; the row changed since.
-            live.publish_after_commit("incident", incident_id)
+            skipped.extend(
+                end_attempt(
+                    attempt,
+                    status,
+                    "the incident resolved",
+                    now,
+                    skip_reason="not run: the incident resolved first",
+                )
+            )
     if skipped:
         logger.info(
             "incident %s resolved: %s steps not run, their approvals withdrawn",

@@ -600,3 +600,51 @@ def test_resolve_lets_running_step_finish(receiver):
     attempt = MitigationAttempt.objects.get(incident=incident)
     assert statuses(incident) == [RunStatus.RUNNING, RunStatus.SKIPPED]
     assert attempt.status == AttemptStatus.STOPPED
+
+
+def test_failed_attempt_withdraws_approvals_of_held_steps(
+    receiver, django_capture_on_commit_callbacks
+):
+    from mitigations.models import Approval, Decision
+
+    receiver.statuses = [400]
+    incident = firing_incident(receiver, "test_ping", "test_ping_other", "test_ping")
+    first = chain.start_attempt(incident.pk, 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        held = chain.hold_remaining(incident.pk)
+    asked = Approval.objects.filter(run__incident=incident)
+    assert asked.filter(decision=Decision.PENDING).count() == len(held) == 2
+
+    result = chain.execute_run(first.pk)
+
+    assert result.status == RunStatus.FAILED
+    assert statuses(incident) == [
+        RunStatus.FAILED,
+        RunStatus.SKIPPED,
+        RunStatus.SKIPPED,
+    ]
+    assert sorted(asked.values_list("decision", flat=True)) == [
+        Decision.WITHDRAWN,
+        Decision.WITHDRAWN,
+    ]
+    assert len(receiver.requests) == 1
+
+
+def test_failed_attempt_skips_a_step_approved_early(receiver):
+    receiver.statuses = [400]
+    incident = firing_incident(
+        receiver, ("test_ping", {"approval": "always"}), "test_ping_destructive"
+    )
+    first = chain.start_attempt(incident.pk, 1)
+    chain.execute_run(first.pk)
+    second = ActionRun.objects.get(incident=incident, position=2)
+    ActionRun.objects.filter(pk__in=[first.pk, second.pk]).update(
+        status=RunStatus.APPROVED
+    )
+
+    chain.execute_run(first.pk)
+    late = chain.execute_run(second.pk)
+
+    assert late.status == RunStatus.SKIPPED
+    assert statuses(incident) == [RunStatus.FAILED, RunStatus.SKIPPED]
+    assert len(receiver.requests) == 1
