@@ -44,7 +44,12 @@ from devstack.kube.store import (
 
 logger = logging.getLogger(__name__)
 
+# A pass runs after every write to the store, when a pod's ready or removal
+# time comes (but at most every TICK_SECONDS), and at least every
+# IDLE_SECONDS, which is how soon a change that writes nothing (a stall lifted)
+# takes effect.
 TICK_SECONDS = 0.02
+IDLE_SECONDS = 0.25
 DeploymentKey = tuple[str, str]
 
 
@@ -71,6 +76,7 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        self.store.changed.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -98,12 +104,30 @@ class Controller:
             self.forget()
 
     def _run(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
+        while not self._stop.is_set():
+            # Cleared before the pass reads, so a write during it wakes the next.
+            self.store.changed.clear()
             try:
                 self.reconcile(time.monotonic())
             except Exception:
                 # One bad object must not stop the loop for all the others.
                 logger.exception("Stand-in controller pass failed; retrying")
+            self.store.changed.wait(self.seconds_to_next_pass(time.monotonic()))
+
+    def seconds_to_next_pass(self, now: float) -> float:
+        """Return how long the loop may sleep before a pod is due to change.
+
+        Times already past belong to stalled Deployments, which wait for a
+        person, so only future ones count.
+        """
+        due = [
+            moment
+            for moment in (*self._ready_at.values(), *self._next_removal.values())
+            if moment > now
+        ]
+        if not due:
+            return IDLE_SECONDS
+        return min(IDLE_SECONDS, max(TICK_SECONDS, min(due) - now))
 
     def reconcile(self, now: float) -> None:
         with self.store.lock:

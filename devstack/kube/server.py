@@ -139,6 +139,7 @@ class KubeStandin:
     def clear_faults(self) -> None:
         self.faults.clear()
         self.controller.stalled.clear()
+        self.store.changed.set()  # stalled pods become ready without waiting
 
     def set_ready_delay(
         self, seconds: float, deployment: str | None = None, namespace: str = "default"

@@ -178,6 +178,8 @@ class Store:
         self._objects: dict[Key, dict[str, Any]] = {}
         self._resource_version = 0
         self._validate = admit or (lambda resource, new, old: None)
+        # Set on every write, so the controller wakes without polling.
+        self.changed = threading.Event()
 
     @property
     def resource_version(self) -> str:
@@ -320,6 +322,7 @@ class Store:
             if not dry_run:
                 del self._objects[(resource.plural, namespace, name)]
                 self._resource_version += 1
+                self.changed.set()
             return current
 
     def clear(self) -> None:
@@ -336,6 +339,7 @@ class Store:
         metadata = obj["metadata"]
         metadata["resourceVersion"] = str(self._resource_version)
         self._objects[(resource.plural, metadata["namespace"], metadata["name"])] = obj
+        self.changed.set()
 
 
 def labels_of(obj: dict[str, Any]) -> dict[str, str]:
