@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from escalations.choices import DeliveryStatus
@@ -18,6 +19,7 @@ from escalations.models import Delivery, Escalation, EscalationRule, Receiver
 from escalations.services import conditions, delivery, messages
 from escalations.services.escalation import escalate, rank
 from escalations.services.loss import read_loss
+from watchers.choices import Mode
 from watchers.models import Incident
 from watchers.services.durations import format_duration
 
@@ -53,9 +55,14 @@ def evaluate_open_incidents(now: datetime | None = None) -> EvaluationReport:
     now = now or timezone.now()
     report = EvaluationReport()
     rules = _enabled_rules()
-    incidents = Incident.objects.filter(
-        resolved_at__isnull=True, is_shadow=False
-    ).select_related("watcher")
+    # A paused or shadow watcher's open incidents are frozen: nothing judges
+    # them while paused, and shadow notifies nobody. Meta-incidents of a data
+    # source have no watcher and always count.
+    incidents = (
+        Incident.objects.filter(resolved_at__isnull=True, is_shadow=False)
+        .filter(Q(watcher__isnull=True) | Q(watcher__mode=Mode.ACTIVE))
+        .select_related("watcher")
+    )
     for incident in incidents:
         try:
             _evaluate_one(incident, rules, now, report)

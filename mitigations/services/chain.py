@@ -144,7 +144,9 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
     """Run one step if it is still to run, and say what comes next."""
     now = now or timezone.now()
     run = (
-        ActionRun.objects.select_related("attempt", "incident", "step")
+        ActionRun.objects.select_related(
+            "attempt", "incident", "incident__watcher", "step"
+        )
         .filter(pk=run_id)
         .first()
     )
@@ -167,6 +169,17 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
         )
         end_attempt(run.attempt, AttemptStatus.STOPPED, "the incident resolved", now)
         return StepResult(run.pk, RunStatus.SKIPPED)
+
+    # The watcher's mode may have changed since the attempt started. It governs
+    # the automatic steps only: a step a person proposed runs as approved.
+    mode = run.incident.watcher.mode if run.step_id else Mode.ACTIVE
+    if mode == Mode.PAUSED:
+        finish_run(run, RunStatus.SKIPPED, error="not run: the watcher is paused")
+        end_attempt(run.attempt, AttemptStatus.STOPPED, "the watcher was paused", now)
+        return StepResult(run.pk, RunStatus.SKIPPED)
+    if mode == Mode.SHADOW and not run.dry_run:
+        ActionRun.objects.filter(pk=run.pk).update(dry_run=True)
+        run.dry_run = True
 
     prepared = _prepare(run)
     if isinstance(prepared, str):

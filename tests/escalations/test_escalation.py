@@ -20,7 +20,8 @@ from mitigations.models import (
 from mitigations.services import chain
 from tests.escalations.conftest import NOW, bodies, make_incident, minutes, send_all
 from tests.watchers.factories import make_watcher
-from watchers.models import Incident
+from watchers.choices import Mode
+from watchers.models import Incident, Watcher
 from watchers.signals import incident_opened
 
 pytestmark = pytest.mark.django_db
@@ -186,6 +187,26 @@ def test_shadow_incident_never_escalates(routed):
 
     assert level(incident) == ""
     assert not escalate(incident.pk, "critical", "by hand")
+
+
+@pytest.mark.parametrize("mode", [Mode.PAUSED, Mode.SHADOW])
+def test_frozen_watcher_incident_never_escalates(routed, mode):
+    watcher = make_watcher(escalation_delay_seconds=0)
+    incident = make_incident(watcher, opened_at=NOW - minutes(60))
+    Watcher.objects.filter(pk=watcher.pk).update(mode=mode)
+
+    evaluate_open_incidents(NOW)
+
+    assert level(incident) == ""
+
+
+def test_data_source_incident_still_escalates(routed):
+    incident = make_incident(opened_at=NOW - minutes(20))
+    Incident.objects.filter(pk=incident.pk).update(watcher=None)
+
+    evaluate_open_incidents(NOW)
+
+    assert level(incident) == "critical"
 
 
 def test_escalates_once_per_level(routed):

@@ -648,3 +648,33 @@ def test_failed_attempt_skips_a_step_approved_early(receiver):
     assert late.status == RunStatus.SKIPPED
     assert statuses(incident) == [RunStatus.FAILED, RunStatus.SKIPPED]
     assert len(receiver.requests) == 1
+
+
+def test_step_of_paused_watcher_is_skipped(receiver):
+    from watchers.models import Watcher
+
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+    first = chain.start_attempt(incident.pk, 1)
+    Watcher.objects.filter(pk=incident.watcher_id).update(mode=Mode.PAUSED)
+
+    result = chain.execute_run(first.pk)
+
+    assert result.status == RunStatus.SKIPPED
+    assert statuses(incident) == [RunStatus.SKIPPED, RunStatus.SKIPPED]
+    assert incident.attempts.get().status == AttemptStatus.STOPPED
+    assert receiver.requests == []
+
+
+def test_step_of_watcher_turned_shadow_is_a_dry_run(receiver):
+    from watchers.models import Watcher
+
+    incident = firing_incident(receiver, ("test_ping", {"approval": "always"}))
+    first = chain.start_attempt(incident.pk, 1)
+    chain.execute_run(first.pk)
+    Watcher.objects.filter(pk=incident.watcher_id).update(mode=Mode.SHADOW)
+    ActionRun.objects.filter(pk=first.pk).update(status=RunStatus.APPROVED)
+
+    result = chain.execute_run(first.pk)
+
+    assert result.status == RunStatus.DRY_RUN
+    assert receiver.requests == []
