@@ -12,6 +12,7 @@ from watchers.services.catalog.validation import FieldError, parse_labels
 from watchers.services.definitions import (
     DefinitionError,
     check_clear_threshold,
+    check_max_series,
     check_window_and_interval,
 )
 from watchers.services.durations import format_duration
@@ -98,6 +99,17 @@ class WatcherAdminForm(forms.ModelForm):
             return parse_labels(labels if labels is not None else {})
         except FieldError as error:
             raise forms.ValidationError(str(error), code="invalid_labels") from None
+
+    def clean_max_series(self) -> int | None:
+        max_series: int | None = self.cleaned_data["max_series"]
+        if max_series is not None:
+            try:
+                check_max_series(max_series)
+            except DefinitionError as error:
+                raise forms.ValidationError(
+                    error.message, code="invalid_max_series"
+                ) from None
+        return max_series
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -8,6 +8,7 @@ from watchers.choices import Health, Mode
 from watchers.services.durations import (
     DAILY,
     DurationError,
+    check_duration_limit,
     format_duration,
     parse_duration,
 )
@@ -40,8 +41,6 @@ class DurationSecondsField(forms.Field):
         text = str(value).strip()
         if self.zero_word and text.lower() == self.zero_word:
             return 0
-        if text.isdigit():
-            return int(text)
         if text.lower() == DAILY:
             raise forms.ValidationError(
                 "'daily' is a schedule, not a duration: for a check once a day, "
@@ -49,6 +48,8 @@ class DurationSecondsField(forms.Field):
                 code="invalid_duration",
             )
         try:
+            if text.isdigit():
+                return check_duration_limit(int(text), text)
             return parse_duration(text)
         except DurationError as error:
             raise forms.ValidationError(str(error), code="invalid_duration") from None

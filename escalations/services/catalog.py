@@ -22,8 +22,8 @@ How the file's words become data:
   named ``<kind>_<target>``, which names its environment variables.
 """
 
-import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,11 @@ from escalations.models import EscalationRule, Receiver, Route
 from escalations.services import conditions
 from escalations.services.receivers import unconfigured
 from watchers.choices import Severity
+from watchers.models import Watcher
 from watchers.services.catalog.loading import (
     CatalogError,
     Origin,
+    did_you_mean,
     key_line,
     load_yaml_file,
 )
@@ -52,6 +54,7 @@ ROUTE_KINDS = {
 }
 EXECUTIVE_TITLES = frozenset({"ceo", "cto", "cio", "cfo", "coo", "ciso"})
 EXECUTIVE_TARGET = "executive"
+ALERT_PREFIX = "alert_"
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
@@ -79,6 +82,15 @@ class RuleSpec:
 
 
 @dataclass
+class EscalationFile:
+    """A validated file: its rules, routes by severity, and likely mistakes."""
+
+    rules: list[RuleSpec]
+    routes: dict[str, list[ReceiverSpec]]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ImportReport:
     """Rules, receivers and routes that an import created, changed or left alone."""
 
@@ -100,14 +112,22 @@ def import_escalations(path: Path | str, *, dry_run: bool = False) -> ImportRepo
 
     Raises CatalogError listing every problem; nothing is written then.
     """
-    rules, routes = load_file(path)
+    loaded = load_file(path)
+    rules, routes = loaded.rules, loaded.routes
     receivers = _receiver_specs(rules, routes)
     report = ImportReport(dry_run=dry_run)
     with transaction.atomic():
         by_name = _apply_receivers(receivers, report)
         _apply_routes(routes, by_name, report)
         _apply_rules(rules, by_name, report)
-        report.warnings = unconfigured(list(by_name.values()))
+        report.warnings = [
+            *loaded.warnings,
+            *_group_warnings(rules),
+            *(
+                f"{problem}; its deliveries will fail"
+                for problem in unconfigured(list(by_name.values()))
+            ),
+        ]
         if dry_run:
             transaction.set_rollback(True)
     report.notes = [
@@ -118,8 +138,8 @@ def import_escalations(path: Path | str, *, dry_run: bool = False) -> ImportRepo
     return report
 
 
-def load_file(path: Path | str) -> tuple[list[RuleSpec], dict[str, list[ReceiverSpec]]]:
-    """Read and validate the file; return rules and routes, or raise CatalogError."""
+def load_file(path: Path | str) -> EscalationFile:
+    """Read and validate the file; return its contents, or raise CatalogError."""
     name = str(path)
     document = load_yaml_file(path)
     if not isinstance(document, dict):
@@ -135,19 +155,22 @@ def load_file(path: Path | str) -> tuple[list[RuleSpec], dict[str, list[Receiver
         for key in document
         if key not in TOP_KEYS
     ]
-    routes = _read_routing(name, document, errors)
-    rules = _read_rules(name, document, errors)
-    for rule in rules:
+    loaded = EscalationFile([], {})
+    loaded.routes = _read_routing(name, document, errors, loaded.warnings)
+    routed = [spec for specs in loaded.routes.values() for spec in specs]
+    targets = sorted({spec.target for spec in routed})
+    loaded.rules = _read_rules(name, document, targets, errors)
+    for rule in loaded.rules:
         rule.receivers = [
-            _resolve(audience, rule, routes) for audience in rule.audiences
+            _resolve(audience, rule, loaded.routes) for audience in rule.audiences
         ]
     if errors:
         raise CatalogError(errors)
-    return rules, routes
+    return loaded
 
 
 def _read_routing(
-    name: str, document: dict[Any, Any], errors: list[str]
+    name: str, document: dict[Any, Any], errors: list[str], warnings: list[str]
 ) -> dict[str, list[ReceiverSpec]]:
     routing = document.get("routing")
     origin = Origin(name, key_line(document, "routing"))
@@ -164,6 +187,12 @@ def _read_routing(
             )
             continue
         routes[severity] = _read_route(where, severity, items, errors)
+        if items == []:
+            warnings.append(
+                f"{where}: routing for {severity} lists no receiver, so an incident "
+                f"escalated to {severity} reaches nobody unless its rule's action "
+                "names someone: add a '- kind: target' item or remove the severity"
+            )
     return routes
 
 
@@ -175,7 +204,7 @@ def _read_route(
             f"{where}: routing for {severity} must be a list of '- kind: target'"
         )
         return []
-    specs = []
+    specs: list[ReceiverSpec] = []
     for item in items:
         if not isinstance(item, dict) or len(item) != 1:
             errors.append(
@@ -188,7 +217,14 @@ def _read_route(
         if problem:
             errors.append(f"{where}: routing for {severity}: {problem}")
             continue
-        specs.append(ReceiverSpec(f"{kind}_{target}", ROUTE_KINDS[kind], target))
+        spec = ReceiverSpec(f"{kind}_{target}", ROUTE_KINDS[kind], target)
+        if spec in specs:
+            errors.append(
+                f"{where}: routing for {severity}: '{kind}: {target}' is listed "
+                "twice: remove one"
+            )
+            continue
+        specs.append(spec)
     return specs
 
 
@@ -204,7 +240,7 @@ def _route_problem(kind: object, target: object) -> str | None:
 
 
 def _read_rules(
-    name: str, document: dict[Any, Any], errors: list[str]
+    name: str, document: dict[Any, Any], targets: list[str], errors: list[str]
 ) -> list[RuleSpec]:
     section = document.get("escalation_rules")
     if not isinstance(section, dict):
@@ -214,14 +250,14 @@ def _read_rules(
     rules = []
     for rule_name, values in section.items():
         where = Origin(name, key_line(section, rule_name))
-        rule = _read_rule(where, rule_name, values, errors)
+        rule = _read_rule(where, rule_name, values, targets, errors)
         if rule is not None:
             rules.append(rule)
     return rules
 
 
 def _read_rule(
-    where: Origin, name: object, values: object, errors: list[str]
+    where: Origin, name: object, values: object, targets: list[str], errors: list[str]
 ) -> RuleSpec | None:
     if not isinstance(name, str) or not SLUG.fullmatch(name):
         errors.append(
@@ -244,7 +280,7 @@ def _read_rule(
             + ", ".join(Severity.values)
         )
     action = values.get("action", "")
-    audiences = _rule_audiences(where, name, action, errors)
+    audiences = _rule_audiences(where, name, values, targets, errors)
     groups = _rule_groups(where, name, values, errors)
     enabled = values.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
@@ -272,8 +308,7 @@ def _check_rule_keys(
             errors.append(f"{where}: rule '{name}', field '{key}': missing")
     for key in values:
         if key not in RULE_KEYS:
-            close = difflib.get_close_matches(str(key), RULE_KEYS, n=1)
-            guess = f"did you mean '{close[0]}'? " if close else ""
+            guess = did_you_mean(key, RULE_KEYS)
             errors.append(
                 f"{where}: rule '{name}', field '{key}': unknown field: {guess}the "
                 f"known fields are {', '.join(RULE_KEYS)}"
@@ -297,35 +332,66 @@ def _rule_condition(
         return None
 
 
-def parse_action(action: str) -> list[str]:
-    """Return the audience names of an action such as ``alert_security_team + ceo``."""
+def parse_action(action: str, targets: Iterable[str] = ()) -> list[str]:
+    """Return the audience names of an action such as ``alert_security_team + ceo``.
+
+    Raises ValueError naming the part at fault; ``targets``, the routed
+    receivers' targets, are offered as examples of valid actions.
+    """
     names = []
-    for part in action.split("+"):
-        word = part.strip().lower()
-        word = word.removeprefix("alert_").removesuffix("_immediate")
+    for position, part in enumerate(action.split("+")):
+        text = part.strip()
+        word = text.lower()
+        if position == 0 and not word.startswith(ALERT_PREFIX):
+            raise ValueError(_unknown_action(text, targets))
+        word = word.removeprefix(ALERT_PREFIX).removesuffix("_immediate")
         if not NAME.fullmatch(word):
             raise ValueError(
-                f"{part.strip()!r} is not an audience name: write alert_NAME, "
+                f"{text!r} is not an audience name: write alert_NAME, "
                 "joined with '+' for more, such as 'alert_security_team + ceo'"
             )
         names.append(word)
     return names
 
 
+def _unknown_action(text: str, targets: Iterable[str]) -> str:
+    choices = [ALERT_PREFIX + target for target in targets]
+    verb, _, rest = text.partition("_")
+    if rest and did_you_mean(verb.lower(), [ALERT_PREFIX.rstrip("_")]):
+        choices.append(ALERT_PREFIX + rest.lower())
+    routed = f"{', '.join(choices)}, or " if choices else ""
+    return (
+        f"unknown action {text!r}: {did_you_mean(text.lower(), choices)}the only "
+        f"action is alert_ and who to alert: {routed}alert_NAME for a Slack "
+        "receiver of that name, joined with '+' for more"
+    )
+
+
 def _rule_audiences(
-    where: Origin, name: str, action: object, errors: list[str]
+    where: Origin,
+    name: str,
+    values: dict[Any, Any],
+    targets: list[str],
+    errors: list[str],
 ) -> list[str]:
-    if action in ("", None):
+    if "action" not in values:
         return []
-    if not isinstance(action, str):
+    action = values["action"]
+    prefix = f"{where}: rule '{name}', field 'action'"
+    if action in ("", None):
         errors.append(
-            f"{where}: rule '{name}', field 'action': {action!r} must be text"
+            f"{prefix}: the action is empty: write alert_ and who to alert, such "
+            f"as alert_{targets[0] if targets else 'team'}, or remove the line "
+            "to notify only the severity's route"
         )
         return []
+    if not isinstance(action, str):
+        errors.append(f"{prefix}: {action!r} must be text")
+        return []
     try:
-        return parse_action(action)
+        return parse_action(action, targets)
     except ValueError as error:
-        errors.append(f"{where}: rule '{name}', field 'action': {error}")
+        errors.append(f"{prefix}: {error}")
         return []
 
 
@@ -342,6 +408,23 @@ def _rule_groups(
         )
         return []
     return list(groups)
+
+
+def _group_warnings(rules: list[RuleSpec]) -> list[str]:
+    """Return a warning for each rule group that no watcher is in.
+
+    Not an error, because the escalation file may be imported first.
+    """
+    known = sorted(set(Watcher.objects.values_list("group", flat=True)))
+    listed = ", ".join(known) if known else "none, as no watcher is imported yet"
+    return [
+        f"{rule.origin}: rule '{rule.name}': no watcher is in group {group!r}, "
+        f"so the rule matches no incident: {did_you_mean(group, known)}the "
+        f"known groups are {listed}"
+        for rule in rules
+        for group in rule.groups
+        if group not in known
+    ]
 
 
 def _resolve(

@@ -17,6 +17,7 @@ from typing import Any
 from mitigations.choices import AttemptStatus
 from mitigations.models import MitigationAttempt
 from watchers.models import Incident
+from watchers.services.durations import MAX_DURATION_DAYS, MAX_DURATION_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ COMPARISONS = {
 }
 # "multiple" failed mitigations: two or more.
 MULTIPLE = 2
+# A larger count of attempts is taken as a typing mistake.
+MAX_COUNT = 1000
 CURRENCY_SYMBOLS = {"€": "EUR", "$": "USD", "£": "GBP"}
 UNIT_SECONDS = {
     "s": 1,
@@ -170,12 +173,12 @@ def _parse_attempts(part: str) -> Condition | None:
     match = _CONSECUTIVE.fullmatch(part)
     if match is not None:
         count = int(match["count"] or match["count2"])
-        return FailedAttempts(_positive(count, part), consecutive=True)
+        return FailedAttempts(_count(count, part), consecutive=True)
     if _MULTIPLE_FAILED.fullmatch(part):
         return FailedAttempts(MULTIPLE, consecutive=False)
     match = _FAILED_TOTAL.fullmatch(part)
     if match is not None:
-        return FailedAttempts(_positive(int(match["count"]), part), consecutive=False)
+        return FailedAttempts(_count(int(match["count"]), part), consecutive=False)
     return None
 
 
@@ -184,7 +187,14 @@ def _parse_firing(part: str) -> Condition | None:
     if match is None:
         return None
     seconds = int(match["number"]) * _unit_seconds(match["unit"], part)
-    return FiringFor(_positive(seconds, part))
+    _positive(seconds, part)
+    if seconds > MAX_DURATION_SECONDS:
+        raise ConditionError(
+            f"{part!r}: {match['number']}{match['unit']} is longer than "
+            f"the maximum of {MAX_DURATION_DAYS} days: write at most "
+            f"{MAX_DURATION_DAYS}d"
+        )
+    return FiringFor(seconds)
 
 
 def _parse_loss(part: str) -> Condition | None:
@@ -212,6 +222,15 @@ def _positive(number: int, part: str) -> int:
     if number <= 0:
         raise ConditionError(f"{part!r}: the number must be above 0")
     return number
+
+
+def _count(count: int, part: str) -> int:
+    if count > MAX_COUNT:
+        raise ConditionError(
+            f"{part!r}: {count} attempts is more than the "
+            f"maximum of {MAX_COUNT}: write a smaller count"
+        )
+    return _positive(count, part)
 
 
 def to_json(condition: Condition) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from escalations.models import EscalationRule, Receiver, Route
 from escalations.services import conditions
 from escalations.services.catalog import import_escalations
 from tests.escalations.conftest import EXAMPLE
+from tests.watchers.factories import make_watcher
 from watchers.services.catalog import CatalogError
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +213,99 @@ def test_command_lists_errors(tmp_path):
         call_command("import_escalations", str(path))
 
     assert "nothing was written" in str(raised.value)
+
+
+def import_messages(path) -> str:
+    """Import a file that must fail, and return its error messages."""
+    with pytest.raises(CatalogError) as raised:
+        import_escalations(path)
+    return "\n".join(raised.value.messages)
+
+
+def rule_file(tmp_path, rule: str, routing: str = VALID_ROUTING):
+    """Write a file with one rule, ``rule``, given as its indented fields."""
+    return write(tmp_path, f"escalation_rules:\n  rule_one:\n{rule}{routing}")
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ('"page_everyone"', ["unknown action 'page_everyone'", "alert_tech, or"]),
+        ('"alret_tech_leads"', ["did you mean 'alert_tech_leads'?"]),
+        ('""', ["the action is empty", "alert_tech"]),
+        ("", ["the action is empty"]),
+    ],
+    ids=["unknown", "typo", "empty", "null"],
+)
+def test_bad_action_rejected(tmp_path, action, expected):
+    path = rule_file(
+        tmp_path,
+        f"    condition: 'firing > 10m'\n    severity: high\n    action: {action}\n",
+    )
+
+    message = import_messages(path)
+
+    assert "rule 'rule_one', field 'action'" in message
+    for text in expected:
+        assert text in message
+    assert not Receiver.objects.exists()
+
+
+def test_unknown_group_warns(tmp_path):
+    make_watcher(name="failed_auth", group="security")
+    path = rule_file(
+        tmp_path,
+        "    condition: 'firing > 10m'\n    severity: high\n    groups: [secruity]\n",
+    )
+
+    report = import_escalations(path)
+
+    (warning,) = [text for text in report.warnings if "group" in text]
+    assert "rule 'rule_one': no watcher is in group 'secruity'" in warning
+    assert "did you mean 'security'?" in warning
+    assert "the known groups are security" in warning
+
+
+def test_empty_severity_warns(tmp_path):
+    path = write(tmp_path, f"escalation_rules: {{}}\n{VALID_ROUTING}  medium: []\n")
+
+    report = import_escalations(path)
+
+    assert any(
+        "routing for medium lists no receiver" in text and "reaches nobody" in text
+        for text in report.warnings
+    )
+
+
+def test_duplicate_route_rejected(tmp_path):
+    routing = "routing:\n  medium:\n    - slack: team\n    - slack: team\n"
+    path = write(tmp_path, f"escalation_rules: {{}}\n{routing}")
+
+    message = import_messages(path)
+
+    assert "routing for medium: 'slack: team' is listed twice" in message
+    assert not Route.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (
+            "99999999999999999999999 consecutive attempts failed",
+            "99999999999999999999999 attempts is more than the maximum of 1000",
+        ),
+        (
+            "SLO breach >99999999999999999999min",
+            "99999999999999999999min is longer than the maximum of 365 days",
+        ),
+    ],
+    ids=["count", "duration"],
+)
+def test_huge_number_rejected(tmp_path, condition, expected):
+    path = rule_file(tmp_path, f"    condition: '{condition}'\n    severity: high\n")
+
+    message = import_messages(path)
+
+    assert "rule 'rule_one'" in message
+    assert expected in message
+    assert not EscalationRule.objects.exists()

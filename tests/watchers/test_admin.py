@@ -238,6 +238,30 @@ def test_form_rejects_zero_interval():
 
 
 @pytest.mark.parametrize(
+    ("max_series", "message"),
+    [
+        ("0", "0 is not a positive whole number"),
+        ("1000001", "1000001 is more than the maximum of 1000000"),
+    ],
+)
+def test_form_rejects_bad_max_series(max_series, message):
+    form = WatcherAdminForm(data=watcher_data(max_series=max_series))
+
+    assert not form.is_valid()
+    assert message in form.errors["max_series"][0]
+
+
+@pytest.mark.parametrize("value", ["366d", "99999999999999999999"])
+def test_form_rejects_too_long_duration(value):
+    form = WatcherAdminForm(data=watcher_data(escalation_delay_seconds=value))
+
+    message = form.errors["escalation_delay_seconds"][0]
+
+    assert not form.is_valid()
+    assert "longer than the maximum of 365 days" in message
+
+
+@pytest.mark.parametrize(
     ("comparison", "clear_threshold"), [(">", "0.9"), (">=", "0.8"), ("<", "0.7")]
 )
 def test_form_rejects_clear_threshold_on_breach_side(comparison, clear_threshold):

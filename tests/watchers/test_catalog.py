@@ -205,6 +205,16 @@ def test_export_then_import_changes_nothing(tmp_path):
     assert dict(Watcher.objects.values_list("name", "updated_at")) == before
 
 
+def test_example_export_reimports_unchanged(tmp_path):
+    run_import(str(CATALOG))
+    path = tmp_path / "exported.yaml"
+    call_command("export_watchers", str(path), stderr=io.StringIO())
+
+    stdout, _stderr = run_import(str(path))
+
+    assert "No changes" in stdout
+
+
 def test_optional_keys_round_trip(tmp_path):
     path = write_catalog(
         tmp_path,
@@ -309,8 +319,38 @@ BROKEN_ENTRIES = [
     ),
     (
         "threshold quoted number",
-        {"threshold": "1e3"},
-        ["field 'threshold'", "'1e3' is text", "write 1000.0 without quotes"],
+        {"threshold": "1000"},
+        ["field 'threshold'", "'1000' is text", "write 1000.0 without quotes"],
+    ),
+    (
+        "threshold exponent without dot",
+        {"threshold": "1e10"},
+        ["the YAML reader took '1e10' as text", "write 1.0e+10 or 10000000000"],
+    ),
+    (
+        "threshold out of range",
+        {"threshold": "1e400"},
+        ["field 'threshold'", "'1e400' is out of range"],
+    ),
+    (
+        "mode read as boolean",
+        {"mode": False},
+        ["field 'mode'", "False is not one of", "in quotes", "on, off, yes or no"],
+    ),
+    (
+        "window too long",
+        {"window": "99999999999999999999d"},
+        ["field 'window'", "longer than the maximum of 365 days", "at most 365d"],
+    ),
+    (
+        "escalation too long",
+        {"escalation": "99999999999999999999d"},
+        ["field 'escalation'", "longer than the maximum of 365 days"],
+    ),
+    (
+        "max series too large",
+        {"max_series": 99999999999999999999999},
+        ["field 'max_series'", "more than the maximum of 1000000"],
     ),
     (
         "query does not parse",

@@ -9,6 +9,8 @@ from watchers.services.durations import (
 
 MIN_DEFAULT_INTERVAL_SECONDS = 15
 MAX_DEFAULT_INTERVAL_SECONDS = 60
+# An upper bound that catches typing mistakes before they overflow the column.
+MAX_SERIES_LIMIT = 1_000_000
 
 
 class DefinitionError(ValueError):
@@ -78,3 +80,18 @@ def check_clear_threshold(
         f"{threshold:g}: a watcher that fires on {comparison} {threshold:g} "
         f"clears {side} it, so set a value {side} {threshold:g} or leave it empty",
     )
+
+
+def check_max_series(max_series: int) -> None:
+    if max_series <= 0:
+        raise DefinitionError(
+            "max_series",
+            f"{max_series!r} is not a positive whole number: write one from 1 to "
+            f"{MAX_SERIES_LIMIT}, e.g. 100",
+        )
+    if max_series > MAX_SERIES_LIMIT:
+        raise DefinitionError(
+            "max_series",
+            f"{max_series!r} is more than the maximum of {MAX_SERIES_LIMIT}: "
+            "write a smaller number, or leave it out for the site-wide limit",
+        )

@@ -8,10 +8,28 @@ _PART = re.compile(r"(\d+)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+[smhdw])+")
 DAILY = "daily"
 _NAMED = {DAILY: DAY_SECONDS}
+# Longer delays are taken as typing mistakes, and unbounded ones would overflow
+# the integer columns.
+MAX_DURATION_DAYS = 365
+MAX_DURATION_SECONDS = MAX_DURATION_DAYS * DAY_SECONDS
 
 
 class DurationError(ValueError):
     pass
+
+
+class DurationTooLongError(DurationError):
+    """A well-formed duration above MAX_DURATION_SECONDS."""
+
+
+def check_duration_limit(seconds: int, text: object) -> int:
+    """Return ``seconds``, or raise DurationTooLongError naming ``text``."""
+    if seconds > MAX_DURATION_SECONDS:
+        raise DurationTooLongError(
+            f"{text!r} is longer than the maximum of {MAX_DURATION_DAYS} days: "
+            f"write at most {MAX_DURATION_DAYS}d"
+        )
+    return seconds
 
 
 def parse_duration(text: object) -> int:
@@ -31,7 +49,8 @@ def parse_duration(text: object) -> int:
             f"{text!r} is not a duration: write a number with a unit, "
             "such as 90s, 10m, 1h30m or 2d, or 'daily'"
         )
-    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+    return check_duration_limit(seconds, text)
 
 
 def format_duration(seconds: int) -> str:

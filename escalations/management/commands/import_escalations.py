@@ -45,9 +45,7 @@ class Command(BaseCommand):
         if report.not_in_file:
             self.stdout.write("kept, not in the file: " + ", ".join(report.not_in_file))
         for warning in report.warnings:
-            self.stderr.write(
-                self.style.WARNING(f"Warning: {warning}; its deliveries will fail")
-            )
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         if not report.has_changes:
             self.stdout.write(
                 f"No changes: {len(report.unchanged)} items already match {path}."

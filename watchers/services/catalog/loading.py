@@ -1,5 +1,7 @@
 """Read catalog files: safe YAML that rejects duplicate keys and keeps key lines."""
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,13 @@ def key_line(mapping: object, key: object) -> int | None:
     if isinstance(mapping, KeyedMapping):
         return mapping.key_lines.get(key)
     return None
+
+
+def did_you_mean(value: object, known: Iterable[str]) -> str:
+    """Return "did you mean 'NAME'? " for the known name closest to ``value``.
+
+    The text ends in a space so that it can open the rest of a message; it is
+    empty when no known name is close.
+    """
+    close = difflib.get_close_matches(str(value), list(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

@@ -1,7 +1,7 @@
 """Turn raw catalog entries into watcher definitions, collecting every error."""
 
-import difflib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,15 +9,20 @@ from typing import Any
 from mitigations.registry import action_names
 from watchers.choices import Comparison, Mode, Severity
 from watchers.services.catalog.entries import RawEntry, describe_yaml_value
-from watchers.services.catalog.loading import Origin
+from watchers.services.catalog.loading import Origin, did_you_mean
 from watchers.services.definitions import (
     DefinitionError,
     check_clear_threshold,
+    check_max_series,
     check_window_and_interval,
     parse_catalog_window,
     window_for_catalog,
 )
-from watchers.services.durations import DurationError, parse_duration
+from watchers.services.durations import (
+    DurationError,
+    DurationTooLongError,
+    parse_duration,
+)
 from watchers.services.promql import PromQLError, check_instant_query
 
 REQUIRED_KEYS = ("query", "threshold", "window", "actions", "escalation")
@@ -112,8 +117,37 @@ def _text_number_problem(text: str) -> str:
             f"{text!r} is not a number: write a plain number in the query's unit, "
             "without '%' or a unit (for example 80 or 0.8)"
         )
-    # PyYAML reads 1e3 as text because its floats need a dot and a signed exponent.
+    if not math.isfinite(number) and text.strip().lstrip("+-").isalpha():
+        return f"{text!r} is not a finite number: write a finite number"
+    if not math.isfinite(number):
+        return (
+            f"{text!r} is out of range: write a number between -1e308 and 1e308, "
+            "or use a larger unit in the query"
+        )
+    if _EXPONENT.search(text):
+        return _exponent_problem(text, number)
     return f"{text!r} is text, not a number: write {number!r} without quotes"
+
+
+_EXPONENT = re.compile(r"[eE]")
+
+
+def _exponent_problem(text: str, number: float) -> str:
+    # PyYAML reads an exponent as a number only with a dot and a signed
+    # exponent (1.0e+10), so an unquoted 1e10 or 1.0e10 arrives here as text.
+    mantissa, exponent = _EXPONENT.split(text.strip(), maxsplit=1)
+    if "." not in mantissa:
+        mantissa += ".0"
+    if not exponent.startswith(("+", "-")):
+        exponent = "+" + exponent
+    choices = f"{mantissa}e{exponent}"
+    if number.is_integer() and abs(number) < 1e16:
+        choices += f" or {int(number)}"
+    return (
+        f"the YAML reader took {text!r} as text, not a number, because it reads "
+        "exponents only with a dot and a sign: write "
+        f"{choices}, without quotes"
+    )
 
 
 def parse_query(value: object) -> str:
@@ -157,6 +191,8 @@ def parse_escalation(value: object) -> int | None:
         return 0 if value == IMMEDIATE else None
     try:
         return parse_duration(value)
+    except DurationTooLongError as error:
+        raise FieldError(str(error)) from None
     except DurationError:
         raise FieldError(
             f"{value!r} is not an escalation delay: write a duration such as 15m, "
@@ -184,10 +220,10 @@ def _action_problem(action: object) -> str | None:
     known = sorted(action_names())
     if action in known:
         return None
-    close = difflib.get_close_matches(action, known, n=1)
-    if close:
-        return f"unknown action {action!r}: did you mean {close[0]!r}?"
-    return f"unknown action {action!r}: the known actions are " + ", ".join(known)
+    return (
+        f"unknown action {action!r}: {did_you_mean(action, known)}the known "
+        "actions are " + ", ".join(known)
+    )
 
 
 def _choice_parser(choices: type[Comparison | Severity | Mode]) -> Callable[..., str]:
@@ -199,6 +235,11 @@ def _choice_parser(choices: type[Comparison | Severity | Mode]) -> Callable[...,
         if choices is Comparison:
             # An unquoted > starts a folded block scalar, which YAML reads as "".
             hint = ", in quotes because YAML reads a bare > as a block scalar"
+        if isinstance(value, bool):
+            hint = (
+                ", in quotes: YAML reads an unquoted on, off, yes or no as "
+                f"the boolean {value!r}"
+            )
         raise FieldError(f"{value!r} is not one of {allowed}: write one of them{hint}")
 
     return parse
@@ -220,10 +261,14 @@ def parse_labels(value: object) -> dict[str, str]:
 
 
 def parse_max_series(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise FieldError(
             f"{value!r} is not a positive whole number: write one, e.g. 100"
         )
+    try:
+        check_max_series(value)
+    except DefinitionError as error:
+        raise FieldError(error.message) from None
     return value
 
 
@@ -302,8 +347,7 @@ def _check_keys(entry: RawEntry, errors: _EntryErrors) -> None:
     for key in entry.values:
         if key in KNOWN_KEYS:
             continue
-        close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
-        guess = f"did you mean '{close[0]}'? " if close else ""
+        guess = did_you_mean(key, KNOWN_KEYS)
         errors.add(
             key, f"unknown field: {guess}The known fields are " + ", ".join(KNOWN_KEYS)
         )
