@@ -172,7 +172,8 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
 
     # The watcher's mode may have changed since the attempt started. It governs
     # the automatic steps only: a step a person proposed runs as approved.
-    mode = run.incident.watcher.mode if run.step_id else Mode.ACTIVE
+    watcher = run.incident.watcher
+    mode = watcher.mode if watcher is not None and run.step_id else Mode.ACTIVE
     if mode == Mode.PAUSED:
         finish_run(run, RunStatus.SKIPPED, error="not run: the watcher is paused")
         end_attempt(run.attempt, AttemptStatus.STOPPED, "the watcher was paused", now)
