@@ -55,13 +55,17 @@ class ProposalForm(forms.Form):
         "Empty: the action's defaults and the incident's labels.",
     )
 
+    def __init__(self, *args: Any, labels: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.labels = labels
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if "action" not in cleaned:
             return cleaned
         try:
             cleaned["proposal"] = approvals.parse_proposal(
-                cleaned["action"], cleaned.get("parameters", "")
+                cleaned["action"], cleaned.get("parameters", ""), self.labels
             )
         except ValueError as error:
             raise forms.ValidationError(str(error)) from None
@@ -227,7 +231,7 @@ class ProposeActionView(LoginRequiredMixin, PermissionRequiredMixin, View):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         incident = get_object_or_404(Incident.objects.select_related("watcher"), pk=pk)
-        form = ProposalForm(request.POST)
+        form = ProposalForm(request.POST, labels=incident.labels)
         if incident.resolved_at is not None:
             form.add_error(None, f"incident #{incident.pk} is resolved: nothing to do")
         if not form.is_valid():

@@ -29,7 +29,7 @@ from mitigations.choices import Risk, RunStatus
 from mitigations.models import ActionRun, Approval, Decision, MitigationAttempt
 from mitigations.registry import UnknownActionError, get_action
 from mitigations.services import chain
-from mitigations.services.parameters import check_step
+from mitigations.services.parameters import check_step, resolve
 from mitigations.services.verification import series_recovered
 from watchers.models import Incident
 from watchers.services import live
@@ -226,8 +226,14 @@ def _notify(approval_id: int) -> None:
         logger.exception("approval %s: notifying the receivers failed", approval_id)
 
 
-def parse_proposal(action_name: str, parameters_text: str) -> Proposal:
-    """Validate an operator's proposed action, or raise ValueError with what to fix."""
+def parse_proposal(
+    action_name: str, parameters_text: str, labels: dict[str, str] | None = None
+) -> Proposal:
+    """Validate an operator's proposed action, or raise ValueError with what to fix.
+
+    With the incident's ``labels``, the parameters are also resolved as the
+    run will resolve them, so a missing label or default fails here.
+    """
     try:
         action = get_action(action_name)
     except UnknownActionError:
@@ -246,6 +252,13 @@ def parse_proposal(action_name: str, parameters_text: str) -> Proposal:
         check_step(action, values)
     except ParameterError as error:
         raise ValueError(f"invalid parameters for {action_name}: {error}") from None
+    if labels is not None:
+        try:
+            resolve(action, values, labels)
+        except ParameterError as error:
+            raise ValueError(
+                f"{action_name} cannot run on this incident: {error}"
+            ) from None
     return Proposal(action_name, values)
 
 
@@ -277,7 +290,11 @@ def propose(
             risk=str(action.risk),
             status=RunStatus.WAITING_APPROVAL,
             inputs=chain.redact(proposal.parameters),
-            target=action.target(proposal.parameters)[:300],
+            # The target the step will act on: site defaults and labels
+            # filled in, as the run resolves them.
+            target=action.target(resolve(action, proposal.parameters, incident.labels))[
+                :300
+            ],
             queued_at=now,
         )
         approval = Approval.objects.create(

@@ -159,6 +159,35 @@ def test_invalid_proposal_is_rejected_with_the_reason(
     assert not Approval.objects.filter(run__incident=incident).exists()
 
 
+def test_proposal_target_uses_defaults_and_labels(
+    client, owner, receiver, settings, tmp_path
+):
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text(f"test_approval_ping:\n  url: {receiver.url}\n")
+    settings.ACTION_DEFAULTS_FILE = str(defaults)
+    incident = firing_incident(("test_approval_ping", {}), labels={"service": "cart"})
+    client.force_login(owner)
+
+    response = propose(client, incident, "test_approval_ping", "")
+
+    approval = Approval.objects.get(run__incident=incident)
+    assert response.status_code == 302
+    assert approval.run.target == "service cart"
+
+
+def test_proposal_missing_a_label_is_rejected(client, owner, receiver):
+    incident = firing_incident(("test_approval_ping", {}), labels={"job": "api"})
+    client.force_login(owner)
+
+    response = propose(
+        client, incident, "test_approval_ping", f'{{"url": "{receiver.url}"}}'
+    )
+
+    assert response.status_code == 400
+    assert "test_approval_ping cannot run on this incident" in response.content.decode()
+    assert not Approval.objects.filter(run__incident=incident).exists()
+
+
 def test_proposal_needs_the_add_permission(client, approver, receiver):
     incident = firing_incident(("test_approval_ping", {}))
     client.force_login(approver)
