@@ -442,6 +442,10 @@ def _continue_chain(run_id: int, status: str, reason: str, now: datetime) -> Non
     A manual attempt has this one step, so it ends here.
     """
     run = ActionRun.objects.select_related("attempt").get(pk=run_id)
+    if chain.earlier_steps_open(run):
+        # The steps before it still run or wait for their own decision. The
+        # chain counts this outcome when it reaches the step.
+        return
     result = chain.after_run(run, status, reason, now)
     transaction.on_commit(lambda: _follow(result))
 

@@ -158,7 +158,7 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
     ):
         return StepResult(run.pk, run.status)
 
-    if _earlier_steps_open(run):
+    if earlier_steps_open(run):
         # An approval can come before the steps ahead of it have finished.
         # The run stays approved and starts when the chain reaches it.
         return StepResult(run.pk, run.status)
@@ -219,7 +219,7 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
     return after_run(run, status, error, timezone.now())
 
 
-def _earlier_steps_open(run: ActionRun) -> bool:
+def earlier_steps_open(run: ActionRun) -> bool:
     return (
         run.attempt.runs.filter(position__lt=run.position)
         .exclude(status__in=FINISHED_STATUSES)
@@ -432,6 +432,10 @@ def after_run(run: ActionRun, status: str, error: str, now: datetime) -> StepRes
     following = (
         run.attempt.runs.filter(position__gt=run.position).order_by("position").first()
     )
+    if following is not None and following.status in FINISHED_STATUSES:
+        # A person rejected it, or its request expired, before the chain got
+        # here: its outcome counts now, in order.
+        return after_run(following, following.status, following.error, now)
     if following is not None:
         return StepResult(run.pk, status, next_run_id=following.pk)
     attempt = run.attempt

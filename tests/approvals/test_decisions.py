@@ -281,3 +281,31 @@ def test_forwarded_address_is_used_only_when_trusted(
     second.refresh_from_db()
     assert first.decided_from == "10.0.0.2"
     assert second.decided_from == "203.0.113.9"
+
+
+def test_reject_later_step_waits_for_earlier_one(
+    approver, receiver, eager_celery, django_capture_on_commit_callbacks
+):
+    _, (first, second) = pending_approval(
+        receiver, ("test_approval_ping", {}), ("test_approval_ping", {})
+    )
+    first_approval = Approval.objects.get(run=first)
+    second_approval = approvals.request_approval(second.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        approvals.decide(second_approval.pk, approver, approve=False, comment="no")
+    first.refresh_from_db()
+    first_approval.refresh_from_db()
+    assert first.status == RunStatus.WAITING_APPROVAL
+    assert first_approval.decision == Decision.PENDING
+
+    with django_capture_on_commit_callbacks(execute=True):
+        approvals.decide(first_approval.pk, approver, approve=True)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == RunStatus.SUCCEEDED
+    assert second.status == RunStatus.REJECTED
+    assert first.attempt.status == AttemptStatus.FAILED
+    assert "step 2 (test_approval_ping) rejected" in first.attempt.note
+    assert receiver.paths() == [f"/test_approval_ping/{first.incident_id}"]
