@@ -894,10 +894,13 @@ def test_reimport_keeps_mode_paused_by_an_operator():
     run_import(str(CATALOG))
     Watcher.objects.filter(name="disk_usage").update(mode="paused")
 
-    stdout, _stderr = run_import(str(CATALOG))
+    stdout, stderr = run_import(str(CATALOG))
 
     assert Watcher.objects.get(name="disk_usage").mode == "paused"
     assert "No changes" in stdout
+    assert "apart from the mode kept for 1 (see the warning)" in stdout
+    assert "disk_usage stays paused: the file sets no mode" in stderr
+    assert "Add 'mode: active' to the entry" in stderr
 
 
 def test_day_long_window_is_a_hold_time_not_the_daily_schedule(tmp_path):

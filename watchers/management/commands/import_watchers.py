@@ -99,7 +99,12 @@ class Command(BaseCommand):
     def _write_summary(self, path: str, report: ImportReport) -> None:
         if not report.has_changes:
             count = len(report.unchanged)
-            self.stdout.write(f"No changes: the {count} watchers already match {path}.")
+            kept = len(report.kept_modes)
+            detail = f", apart from the mode kept for {kept} (see the warning)"
+            self.stdout.write(
+                f"No changes: the {count} watchers already match {path}"
+                f"{detail if kept else ''}."
+            )
             return
         self.stdout.write(
             f"{len(report.created)} created, {len(report.updated)} updated, "

@@ -81,5 +81,5 @@ def import_catalog(
         definitions = [scale_definition(item, window_scale) for item in definitions]
 
     report = apply_definitions(definitions, prune=prune, dry_run=dry_run)
-    report.warnings = warnings
+    report.warnings = [*warnings, *report.warnings]
     return report

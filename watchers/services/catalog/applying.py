@@ -58,6 +58,9 @@ class ImportReport:
     not_in_file: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
+    # Watchers whose mode differs from the file's default, kept because the
+    # file does not set one.
+    kept_modes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -120,6 +123,13 @@ def _apply_one(
         if getattr(watcher, name) != getattr(definition, name)
         and (name != "mode" or definition.mode_given)
     ]
+    if not definition.mode_given and watcher.mode != definition.mode:
+        report.kept_modes.append(definition.name)
+        report.warnings.append(
+            f"{definition.name} stays {watcher.mode}: the file sets no mode, and "
+            "an import keeps the mode an operator chose. Add "
+            f"'mode: {definition.mode}' to the entry to change it."
+        )
     old_actions = [step.action for step in watcher.steps.all()]
     if old_actions != definition.actions:
         changes.append(FieldChange("actions", old_actions, definition.actions))
