@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev,demo]'
+	# The demo script's own record of this install, so it need not repeat it.
+	sha256sum pyproject.toml | cut -d' ' -f1 >$(VENV)/.bastion-demo-installed
 	touch $@
 
 install: $(VENV)/.installed
