@@ -2,6 +2,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -35,10 +36,24 @@ class AuditFilterForm(forms.Form):
             )
         return cleaned
 
+    def error_text(self) -> str:
+        """Return every error of the filters on one line, each with its field."""
+        parts: list[str] = []
+        for name, errors in self.errors.items():
+            where = "" if name == NON_FIELD_ERRORS else f"{name}: "
+            parts.extend(f"{where}{error}" for error in errors)
+        return "; ".join(parts)
+
     def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        """Narrow ``events`` to the valid filters; an invalid form filters nothing."""
-        if not self.is_valid():
+        """Narrow ``events`` to the filters, or to nothing when one is invalid.
+
+        Every row would be the opposite of what someone who asked for one
+        incident, or for a range of days, meant to see or export.
+        """
+        if not self.is_bound:
             return events
+        if not self.is_valid():
+            return events.none()
         data = self.cleaned_data
         if data["kind"]:
             events = events.filter(kind__startswith=data["kind"])

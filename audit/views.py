@@ -5,13 +5,19 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views import View
 from django.views.generic import ListView
 
 from audit.forms import AuditFilterForm
 from audit.models import AuditEvent
+from bastion.pagination import NearestPageMixin
 
 EVENTS_PER_PAGE = 50
 EXPORT_CHUNK_ROWS = 500
@@ -34,7 +40,9 @@ def filtered_events(
     return form, form.filter(AuditEvent.objects.all())
 
 
-class AuditEventListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
+class AuditEventListView(
+    LoginRequiredMixin, PermissionRequiredMixin, NearestPageMixin, ListView
+):
     """The audit log, newest first, with filters and links to export them."""
 
     permission_required = "audit.view_auditevent"
@@ -64,8 +72,13 @@ class AuditEventExportView(LoginRequiredMixin, PermissionRequiredMixin, View):
 
     permission_required = "audit.view_auditevent"
 
-    def get(self, request: HttpRequest, export_format: str) -> StreamingHttpResponse:
-        _, events = filtered_events(request)
+    def get(self, request: HttpRequest, export_format: str) -> HttpResponseBase:
+        form, events = filtered_events(request)
+        if form.is_bound and not form.is_valid():
+            return HttpResponseBadRequest(
+                f"invalid filter, nothing exported: {form.error_text()}",
+                content_type="text/plain; charset=utf-8",
+            )
         rows = events.order_by("created_at", "pk").iterator(
             chunk_size=EXPORT_CHUNK_ROWS
         )

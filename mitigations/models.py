@@ -206,7 +206,7 @@ class Decision(models.TextChoices):
     APPROVED = "approved", "approved"
     REJECTED = "rejected", "rejected"
     EXPIRED = "expired", "expired: nobody decided in time"
-    WITHDRAWN = "withdrawn", "withdrawn: the incident resolved first"
+    WITHDRAWN = "withdrawn", "withdrawn: its attempt ended first"
 
 
 class Approval(models.Model):

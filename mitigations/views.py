@@ -21,6 +21,7 @@ from django.views import View
 from django.views.generic import ListView
 
 from audit.services import client_address, record
+from bastion.pagination import NearestPageMixin
 from mitigations.actions.base import ActionError
 from mitigations.actions.redis_store import lift_temporary
 from mitigations.choices import RunStatus
@@ -82,7 +83,9 @@ def approval_queryset() -> QuerySet[Approval]:
     )
 
 
-class ApprovalListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
+class ApprovalListView(
+    LoginRequiredMixin, PermissionRequiredMixin, NearestPageMixin, ListView
+):
     """Pending approvals whose steps still wait, the oldest request first."""
 
     permission_required = VIEW_PERMISSION

@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from mitigations.services.approvals import can_decide
 from watchers.services import live
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=code)
             return
 
+        # Read once: rows with approve and reject buttons go only to users who
+        # held the permission when they connected.
+        self.can_decide = await database_sync_to_async(can_decide)(self.scope["user"])
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
-        await self.send_json(await database_sync_to_async(live.snapshot)())
+        await self.send_json(await self._snapshot())
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
@@ -50,7 +54,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "resume":
             # A fresh snapshot is the simplest catch-up that loses nothing,
             # whatever "after" contains, because the list is one page of rows.
-            await self.send_json(await database_sync_to_async(live.snapshot)())
+            await self.send_json(await self._snapshot())
         else:
             await self.send_json(
                 {
@@ -60,7 +64,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def dashboard_message(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["text"])
+        if self.can_decide and "decider_text" in event:
+            await self.send(text_data=event["decider_text"])
+        else:
+            await self.send(text_data=event["text"])
+
+    async def _snapshot(self) -> dict[str, Any]:
+        return await database_sync_to_async(live.snapshot)(can_decide=self.can_decide)
 
     async def _rejection_code(self) -> int | None:
         user = self.scope.get("user")

@@ -10,6 +10,9 @@ from django.views import View
 from django.views.generic import DetailView, ListView
 
 from audit.services import client_address
+from bastion.pagination import NearestPageMixin
+from mitigations.services.approvals import can_decide
+from mitigations.services.guardrails import automation_pauses
 from watchers.choices import Mode
 from watchers.forms import WatcherFilterForm, WatcherModeForm
 from watchers.models import Incident, Watcher
@@ -29,7 +32,9 @@ WATCHERS_PER_PAGE = 100
 VIEW_INCIDENT = "watchers.view_incident"
 
 
-class IncidentListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
+class IncidentListView(
+    LoginRequiredMixin, PermissionRequiredMixin, NearestPageMixin, ListView
+):
     """Open incidents and those resolved in the last day, for on-call staff.
 
     Anonymous users are sent to the login page. Signed-in users without the
@@ -55,6 +60,8 @@ class IncidentListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
             unhealthy_watchers=watchers[:MAX_WATCHER_NOTICES],
             unhealthy_watcher_count=watchers.count(),
             page_range=page.paginator.get_elided_page_range(page.number),
+            can_decide=can_decide(self.request.user),
+            automation_pauses=automation_pauses(),
         )
         return context
 
@@ -107,7 +114,9 @@ def timeline_context(incident: Incident) -> dict[str, Any]:
     return {"timeline": incident_timeline(incident)}
 
 
-class WatcherListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
+class WatcherListView(
+    LoginRequiredMixin, PermissionRequiredMixin, NearestPageMixin, ListView
+):
     """Every watcher with its mode, state, last value and last error."""
 
     permission_required = "watchers.view_watcher"
@@ -129,6 +138,7 @@ class WatcherListView(LoginRequiredMixin, PermissionRequiredMixin, ListView):
             filter_query=query.urlencode(),
             page_range=page.paginator.get_elided_page_range(page.number),
             mode_form=WatcherModeForm(),
+            automation_pauses=automation_pauses(),
         )
         return context
 

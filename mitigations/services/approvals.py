@@ -60,7 +60,7 @@ class SelfApprovalError(DecisionError):
 
 class AlreadyDecided(DecisionError):
     def __init__(self, approval: Approval) -> None:
-        super().__init__(describe_decision(approval))
+        super().__init__(describe_decision(approval, already=True))
         self.approval = approval
 
 
@@ -91,23 +91,31 @@ def timeout_seconds() -> int:
     return int(getattr(settings, "APPROVAL_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
 
 
-def describe_decision(approval: Approval) -> str:
+def describe_decision(approval: Approval, *, already: bool = False) -> str:
+    """Describe how the approval ended.
+
+    ``already`` words it for someone who has just tried to decide it.
+    """
     if approval.decision == Decision.PENDING:
         return f"approval {approval.pk} is still pending"
     if approval.decision == Decision.EXPIRED:
         return (
-            f"approval {approval.pk} expired at "
+            f"approval {approval.pk} {'had ' if already else ''}expired at "
             f"{approval.decided_at:%Y-%m-%d %H:%M:%S %Z} without a decision"
         )
     if approval.decision == Decision.WITHDRAWN:
+        # The run's error contains the reason its attempt ended: the incident
+        # resolved, or an earlier step failed or was rejected.
+        reason = f" ({approval.run.error})" if approval.run.error else ""
         return (
-            f"approval {approval.pk} was withdrawn at "
-            f"{approval.decided_at:%Y-%m-%d %H:%M:%S %Z} because the incident "
-            "resolved before anyone decided"
+            f"approval {approval.pk} was {'already ' if already else ''}withdrawn "
+            f"at {approval.decided_at:%Y-%m-%d %H:%M:%S %Z} before anyone "
+            f"decided{reason}"
         )
     who = approval.decided_by.get_username() if approval.decided_by else "someone"
     return (
-        f"approval {approval.pk} was already {approval.decision} by {who} at "
+        f"approval {approval.pk} was {'already ' if already else ''}"
+        f"{approval.decision} by {who} at "
         f"{approval.decided_at:%Y-%m-%d %H:%M:%S %Z}"
     )
 
@@ -339,6 +347,10 @@ def check_decider(approval: Approval, user: Person, approve: bool) -> None:
         raise PermissionDenied(
             f"deciding approvals needs the {DECIDE_PERMISSION} permission"
         )
+    # Someone whose own proposal was withdrawn or decided needs to hear that
+    # nothing waits any more, not that another person must approve it.
+    if approval.decision != Decision.PENDING:
+        raise AlreadyDecided(approval)
     proposed_by_self = (
         approval.requested_by_id is not None and approval.requested_by_id == user.pk
     )
@@ -364,8 +376,6 @@ def decide(
     """
     approval = Approval.objects.select_related("run", "decided_by").get(pk=approval_id)
     check_decider(approval, user, approve)
-    if approval.decision != Decision.PENDING:
-        raise AlreadyDecided(approval)
 
     now = timezone.now()
     decision = Decision.APPROVED if approve else Decision.REJECTED

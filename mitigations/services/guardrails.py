@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 
 from mitigations.actions.base import Action
 from mitigations.choices import ApprovalPolicy, Risk, RunStatus
@@ -114,3 +115,19 @@ def check_budget(now: datetime) -> Verdict:
         f"is {budget} (BASTION_AUTOMATION_BUDGET_PER_HOUR); automation is paused "
         "until older actions leave the hour",
     )
+
+
+def automation_pauses(now: datetime | None = None) -> list[str]:
+    """Return why no automated step would run now: the switch or the budget.
+
+    For the pages only. The budget is counted without the switch lock, so a
+    step claimed at the same moment may change it. Each step checks again.
+    """
+    # Read, not get_or_create: a page view must not write, and a missing row
+    # means the switch was never turned off.
+    switch = AutomationSwitch.objects.select_related("changed_by").filter(pk=1).first()
+    verdicts = [
+        check_switch(switch or AutomationSwitch()),
+        check_budget(now or timezone.now()),
+    ]
+    return [verdict.reason for verdict in verdicts if verdict != ALLOWED]

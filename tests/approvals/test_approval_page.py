@@ -4,10 +4,11 @@ import time
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from mitigations.choices import RunStatus
+from mitigations.choices import AttemptStatus, RunStatus
 from mitigations.models import ActionRun, Decision
-from mitigations.services import approvals
+from mitigations.services import approvals, chain
 from tests.approvals.factories import firing_incident, waiting_runs
 from watchers.models import Incident
 from watchers.services.judging import fingerprint
@@ -141,8 +142,24 @@ def test_page_shows_the_decision_once_taken(client, viewer, approver):
 
     text = client.get(page_url(approval)).content.decode()
 
-    assert "already rejected by approver" in text
+    incident = approval.run.incident_id
+    assert f"<h1>Rejected: test_approval_wipe for incident #{incident}</h1>" in text
+    assert f"approval {approval.pk} was rejected by approver" in text
+    assert "already" not in text
     assert "&lt;b&gt;later&lt;/b&gt;" in text
+
+
+def test_page_withdrawn_names_the_reason(client, viewer):
+    approval = approval_for()
+    attempt = approval.run.attempt
+    chain.end_attempt(attempt, AttemptStatus.FAILED, "step 1 failed", timezone.now())
+    client.force_login(viewer)
+
+    text = client.get(page_url(approval)).content.decode()
+
+    assert "<h1>Withdrawn: test_approval_wipe" in text
+    assert "before anyone decided (not run: the attempt failed)" in text
+    assert "resolved" not in text
 
 
 def test_page_needs_view_permission(client, outsider):

@@ -6,11 +6,12 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from mitigations.choices import AttemptStatus, RunStatus
 from mitigations.models import ActionRun, Approval, Decision
-from mitigations.services import approvals
+from mitigations.services import approvals, chain
 from tests.approvals.factories import firing_incident, waiting_runs
 
 pytestmark = pytest.mark.django_db
@@ -194,6 +195,23 @@ def test_second_decision_is_refused_with_who_decided(
     approval.refresh_from_db()
     assert approval.decided_by == approver
     assert ActionRun.objects.get(pk=run.pk).status == RunStatus.REJECTED
+
+
+def test_own_withdrawn_proposal_is_not_pending(client, owner, receiver):
+    incident = firing_incident()
+    proposal = approvals.Proposal("test_approval_wipe", {"url": receiver.url})
+    approval = approvals.propose(incident, proposal, owner, None)
+    chain.end_attempt(
+        approval.run.attempt, AttemptStatus.STOPPED, "stopped", timezone.now()
+    )
+    client.force_login(owner)
+
+    response = client.post(decide_url(approval), {"decision": "approve"})
+
+    assert response.status_code == 409
+    text = response.content.decode()
+    assert f"approval {approval.pk} was already withdrawn" in text
+    assert "another person must approve it" not in text
 
 
 @pytest.mark.django_db(transaction=True)

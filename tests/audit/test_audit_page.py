@@ -117,6 +117,52 @@ def test_page_reports_a_reversed_date_range(client, auditor, events):
     assert "is after the end day" in response.content.decode()
 
 
+INVALID_FILTERS = [
+    ({"incident": "abc"}, "incident: Enter a whole number."),
+    ({"incident": "0"}, "incident: Ensure this value is greater than or equal to 1."),
+    ({"since": "2026-12-05", "until": "2026-12-01"}, "is after the end day"),
+    ({"since": "2026-13-45"}, "since: Enter a valid date."),
+]
+
+
+@pytest.mark.parametrize(("query", "error"), INVALID_FILTERS)
+def test_page_invalid_filter_lists_nothing(client, auditor, events, query, error):
+    client.force_login(auditor)
+
+    response = client.get(reverse("audit:event-list"), query)
+
+    assert listed(response) == []
+    assert error in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "export", ["audit:event-export-csv", "audit:event-export-jsonl"]
+)
+@pytest.mark.parametrize(("query", "error"), INVALID_FILTERS)
+def test_export_invalid_filter_is_400(client, auditor, events, export, query, error):
+    client.force_login(auditor)
+
+    response = client.get(reverse(export), query)
+
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert text.startswith("invalid filter, nothing exported: ")
+    assert error in text
+    assert "approval.decided" not in text
+
+
+@pytest.mark.parametrize("page", ["999", "abc"])
+def test_page_out_of_range_shows_nearest(client, auditor, page):
+    for number in range(55):
+        services.record("incident.opened", f"opened {number}")
+    client.force_login(auditor)
+
+    response = client.get(reverse("audit:event-list"), {"page": page})
+
+    assert response.status_code == 200
+    assert len(listed(response)) in (5, 50)
+
+
 def test_page_is_paginated(client, auditor):
     for number in range(55):
         services.record("incident.opened", f"opened {number}")

@@ -93,6 +93,12 @@ def approval_decision(approval_id: int) -> str:
     return Approval.objects.get(pk=approval_id).decision
 
 
+def approval_comment(approval_id: int) -> str:
+    from mitigations.models import Approval
+
+    return Approval.objects.get(pk=approval_id).comment
+
+
 def resolve(incident) -> None:
     from watchers.choices import IncidentState
 
@@ -209,6 +215,7 @@ def test_reject_button_decides_pending_approval(browser, server, viewer, orm):
     pending = page.locator(f'.pending-approval[data-approval-id="{approval.pk}"]')
     expect(pending).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
+    page.once("dialog", lambda dialog: dialog.accept("cache is warming"))
     pending.get_by_role("button", name="Reject").click()
 
     expect(page.locator("#decide-result")).to_have_text(
@@ -217,6 +224,23 @@ def test_reject_button_decides_pending_approval(browser, server, viewer, orm):
     expect(pending).to_have_count(0, timeout=UPDATE_TIMEOUT_MS)
     decided = orm(approval_decision, approval.pk)
     assert decided == "rejected"
+    comment = orm(approval_comment, approval.pk)
+    assert comment == "cache is warming"
+
+
+def test_reject_cancelled_sends_nothing(browser, server, viewer, orm):
+    incident = orm(make_incident, "cache-hit-ratio")
+    approval = orm(add_pending_approval, incident, "restart_deployment")
+    page = signed_in_page(browser, server, viewer)
+    pending = page.locator(f'.pending-approval[data-approval-id="{approval.pk}"]')
+    expect(pending).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    pending.get_by_role("button", name="Reject").click()
+
+    expect(pending.get_by_role("button", name="Reject")).to_be_enabled()
+    decided = orm(approval_decision, approval.pk)
+    assert decided == "pending"
 
 
 def escalate(incident, severity: str) -> None:
@@ -277,11 +301,11 @@ def test_value_updates_in_place(browser, server, viewer, orm):
     incident = orm(make_incident, "api-latency-p95", last_value=0.93)
     page = signed_in_page(browser, server, viewer)
     value = row(page, incident).locator('[data-cell="value"]')
-    expect(value).to_have_text("0.93 > 0.8")
+    expect(value).to_have_text("0.93 (threshold > 0.8)")
 
     orm(publish_new_value, incident, 1.75)
 
-    expect(value).to_have_text("1.75 > 0.8", timeout=UPDATE_TIMEOUT_MS)
+    expect(value).to_have_text("1.75 (threshold > 0.8)", timeout=UPDATE_TIMEOUT_MS)
 
 
 def test_phone_layout_fits_the_screen(browser, server, viewer, orm):

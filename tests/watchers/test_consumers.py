@@ -206,6 +206,50 @@ async def test_committed_incident_pushed_with_next_seq(viewer):
 
 
 @pytest.mark.asyncio
+async def test_change_carries_open_summary(viewer):
+    communicator = await connected(viewer)
+    snapshot = await receive_type(communicator, "snapshot")
+    watcher = await database_sync_to_async(make_watcher)()
+
+    incident = await database_sync_to_async(make_incident)(watcher)
+    opened = await receive_type(communicator, "incident")
+    incident.state = IncidentState.RESOLVED
+    incident.resolved_at = timezone.now()
+    await database_sync_to_async(incident.save)()
+    resolved = await receive_type(communicator, "incident")
+
+    assert "Nothing is open." in snapshot["summary_html"]
+    assert "1 open" in opened["summary_html"]
+    assert "1 medium" in opened["summary_html"]
+    assert "Nothing is open." in resolved["summary_html"]
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_decide_buttons_only_for_deciders(viewer, persona_factory):
+    decider = await database_sync_to_async(persona_factory)(
+        "decider", "watchers.view_incident", "mitigations.decide_approval"
+    )
+    watching = await connected(viewer)
+    deciding = await connected(decider)
+    await receive_type(watching, "snapshot")
+    await receive_type(deciding, "snapshot")
+    watcher = await database_sync_to_async(make_watcher)()
+
+    await database_sync_to_async(waiting_approval)(watcher)
+    seen = await receive_type(watching, "approval")
+    decided = await receive_type(deciding, "approval")
+    await watching.send_json_to({"type": "resume"})
+    snapshot = await receive_type(watching, "snapshot")
+
+    assert "data-decision" not in seen["incident"]["html"]
+    assert "data-decision" not in snapshot["incidents"][0]["html"]
+    assert 'data-decision="reject"' in decided["incident"]["html"]
+    await watching.disconnect()
+    await deciding.disconnect()
+
+
+@pytest.mark.asyncio
 async def test_resolved_incident_pushed_as_resolved(viewer):
     watcher = await database_sync_to_async(make_watcher)()
     incident = await database_sync_to_async(make_incident)(watcher)
@@ -411,7 +455,11 @@ async def test_evaluation_pushes_values_then_resolution(
 
     assert opened["incident"]["state"] == "firing"
     assert values["values"] == [
-        {"id": opened["incident"]["id"], "value": "3 s > 1 s", "peak": "3 s"}
+        {
+            "id": opened["incident"]["id"],
+            "value": "3 s (threshold > 1 s)",
+            "peak": "3 s",
+        }
     ]
     assert [entry["id"] for entry in resolved["incidents"]] == [
         opened["incident"]["id"]

@@ -133,7 +133,7 @@ def test_summary_shows_value_with_unit(viewer_client, unreachable_prometheus):
 
     html = page(viewer_client, incident)
 
-    assert "2.5 s &gt; 0.8 s" in html
+    assert "2.5 s (threshold &gt; 0.8 s)" in html
     assert "3.1 s" in html
     assert "/api/items" in html
 

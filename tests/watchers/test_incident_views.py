@@ -12,7 +12,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from mitigations.choices import RunStatus
-from mitigations.models import ActionRun, Approval, MitigationAttempt
+from mitigations.models import (
+    ActionRun,
+    Approval,
+    AutomationSwitch,
+    MitigationAttempt,
+)
 from tests.watchers.factories import make_watcher
 from watchers.choices import Health, IncidentKind, IncidentState, Mode, Severity
 from watchers.models import Incident, Watcher
@@ -60,6 +65,13 @@ def owner(persona_factory):
 @pytest.fixture
 def approver(persona_factory):
     return persona_factory("approver", "watchers.view_incident")
+
+
+@pytest.fixture
+def decider(persona_factory):
+    return persona_factory(
+        "decider", "watchers.view_incident", "mitigations.decide_approval"
+    )
 
 
 @pytest.fixture
@@ -131,7 +143,21 @@ def test_row_shows_value_against_threshold(approver_client):
 
     html = page_html(approver_client)
 
-    assert "0.93 &gt; 0.8" in html
+    assert "0.93 (threshold &gt; 0.8)" in html
+
+
+def test_resolved_row_value_reads_true(approver_client):
+    make_incident(
+        make_watcher(unit="s"),
+        last_value=0.689,
+        threshold=0.8,
+        **resolved(hours_ago=1),
+    )
+
+    html = page_html(approver_client)
+
+    assert "0.689 s (threshold &gt; 0.8 s)" in html
+    assert "0.689 s &gt; 0.8 s" not in html
 
 
 def test_row_shows_peak_group_and_watcher(approver_client):
@@ -283,12 +309,14 @@ def test_page_links_work_with_thousand_incidents(approver_client):
     assert last.count('<tr id="incident-') == 50
 
 
-def test_page_past_the_end_is_404(approver_client):
-    make_incident(make_watcher())
+@pytest.mark.parametrize("page", ["9", "abc", "0", "-1"])
+def test_page_out_of_range_shows_nearest(approver_client, page):
+    incident = make_incident(make_watcher())
 
-    response = approver_client.get(f"{URL}?page=9")
+    response = approver_client.get(f"{URL}?page={page}")
 
-    assert response.status_code == 404
+    assert response.status_code == 200
+    assert f'id="incident-{incident.pk}"' in response.content.decode()
 
 
 def count_page_queries(client) -> int:
@@ -301,9 +329,10 @@ def count_page_queries(client) -> int:
 def with_step_and_approval(incident: Incident) -> Incident:
     run = add_run(incident, status=RunStatus.WAITING_APPROVAL)
     now = timezone.now()
-    Approval.objects.create(
+    approval = Approval.objects.create(
         run=run, requested_at=now, expires_at=now + timedelta(minutes=30)
     )
+    incident.pending_approval_pk = approval.pk  # type: ignore[attr-defined]
     return incident
 
 
@@ -397,13 +426,23 @@ def test_row_without_steps_shows_dash(approver_client):
     assert step_cell.split("</td>")[0].count("—") == 1
 
 
-def test_rendered_row_has_decide_buttons(approver_client):
+def test_rendered_row_has_decide_buttons(client, decider):
+    incident = with_step_and_approval(make_incident(make_watcher()))
+    client.force_login(decider)
+
+    row = row_html(page_html(client), incident)
+
+    assert 'data-decision="approve"' in row
+    assert 'data-decision="reject"' in row
+
+
+def test_row_has_no_decide_buttons_for_viewer(approver_client):
     incident = with_step_and_approval(make_incident(make_watcher()))
 
     row = row_html(page_html(approver_client), incident)
 
-    assert 'data-decision="approve"' in row
-    assert 'data-decision="reject"' in row
+    assert f"/approvals/{incident.pending_approval_pk}/" in row
+    assert "data-decision" not in row
 
 
 def test_row_shows_escalation(approver_client):
@@ -423,8 +462,32 @@ def test_row_shows_unit(approver_client):
 
     row = row_html(page_html(approver_client), incident)
 
-    assert "0.93 req/s &gt; 0.8 req/s" in row
+    assert "0.93 req/s (threshold &gt; 0.8 req/s)" in row
     assert "1.2 req/s" in row
+
+
+def test_automation_off_shows_notice(approver_client, approver):
+    AutomationSwitch.objects.update_or_create(
+        pk=1,
+        defaults={"enabled": False, "reason": "freeze", "changed_by": approver},
+    )
+
+    html = page_html(approver_client)
+
+    assert 'id="automation-notice"' in html
+    assert "Automation is switched off by approver: freeze." in html
+
+
+def test_exhausted_budget_shows_notice(approver_client, settings):
+    settings.AUTOMATION_BUDGET_PER_HOUR = 0
+
+    html = page_html(approver_client)
+
+    assert "Budget exhausted: 0 automated actions in the last hour" in html
+
+
+def test_automation_on_shows_no_notice(approver_client):
+    assert 'id="automation-notice"' not in page_html(approver_client)
 
 
 def test_failing_watcher_appears_in_notice(approver_client):

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from mitigations.models import AutomationSwitch
 from tests.watchers.factories import make_watcher
 from watchers.choices import Health, Mode, SeriesStatus
 from watchers.models import Incident, SeriesState
@@ -253,3 +254,30 @@ def test_query_count_does_not_grow_with_watchers(client, owner):
         page_html(client)
 
     assert len(many) == len(few)
+
+
+def test_page_out_of_range_shows_nearest(client, reader):
+    watcher = make_watcher()
+    client.force_login(reader)
+
+    html = page_html(client, f"{URL}?page=999")
+
+    assert watcher.name in html
+
+
+def test_automation_off_shows_notice(client, reader):
+    AutomationSwitch.objects.update_or_create(
+        pk=1, defaults={"enabled": False, "reason": "database upgrade"}
+    )
+    client.force_login(reader)
+
+    html = page_html(client)
+
+    assert 'id="automation-notice"' in html
+    assert "Automation is switched off: database upgrade." in html
+
+
+def test_automation_on_shows_no_notice(client, reader):
+    client.force_login(reader)
+
+    assert 'id="automation-notice"' not in page_html(client)

@@ -50,17 +50,18 @@ def incident_unit(incident: Incident) -> str:
 
 
 def value_against_threshold(incident: Incident) -> str:
-    """Format the last value, the comparison and the threshold: ``0.93 s > 0.8 s``.
+    """Format the last value beside the condition: ``0.689 s (threshold > 0.8 s)``.
 
-    Incidents without a threshold, such as data source incidents, show their
-    summary instead.
+    The condition is named as the threshold rather than stated of the value,
+    so the text stays true once the value is back under it. Incidents without
+    a threshold, such as data source incidents, show their summary instead.
     """
     if not incident.comparison or incident.threshold is None:
         return incident.summary or NO_VALUE
     unit = incident_unit(incident)
     return (
-        f"{metric_value_with_unit(incident.last_value, unit)} {incident.comparison} "
-        f"{metric_value_with_unit(incident.threshold, unit)}"
+        f"{metric_value_with_unit(incident.last_value, unit)} (threshold "
+        f"{incident.comparison} {metric_value_with_unit(incident.threshold, unit)})"
     )
 
 

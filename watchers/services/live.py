@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,7 @@ from watchers.services.listing import (
     attach_row_details,
     is_listed,
     listed_incidents,
+    open_incident_summary,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,15 @@ def current_sequence() -> int:
     return int(value) if value is not None else 0
 
 
-def publish(kind: str, payload: dict[str, Any]) -> int | None:
+def publish(
+    kind: str,
+    payload: dict[str, Any],
+    decider_payload: dict[str, Any] | None = None,
+) -> int | None:
     """Send one typed message to the dashboard group and return its sequence number.
+
+    ``decider_payload``, when given, is what users who may decide approvals
+    receive instead of ``payload``: its rows carry approve and reject buttons.
 
     Return None when no channel layer is configured or Redis cannot be
     reached. A dashboard that misses a message catches up from its next
@@ -89,10 +97,11 @@ def publish(kind: str, payload: dict[str, Any]) -> int | None:
     try:
         sequence = int(_redis().incr(SEQUENCE_KEY))
         # Encoded once here rather than by each of the group's consumers.
-        text = json.dumps({"type": kind, "seq": sequence, **payload})
+        event = {"type": "dashboard.message", "text": _encode(kind, sequence, payload)}
+        if decider_payload is not None:
+            event["decider_text"] = _encode(kind, sequence, decider_payload)
         sending = asyncio.run_coroutine_threadsafe(
-            layer.group_send(GROUP, {"type": "dashboard.message", "text": text}),
-            _sending_loop(),
+            layer.group_send(GROUP, event), _sending_loop()
         )
         try:
             sending.result(timeout=SEND_TIMEOUT_SECONDS)
@@ -103,6 +112,10 @@ def publish(kind: str, payload: dict[str, Any]) -> int | None:
         logger.warning("sending live %s message failed: %r", kind, error)
         return None
     return sequence
+
+
+def _encode(kind: str, sequence: int, payload: dict[str, Any]) -> str:
+    return json.dumps({"type": kind, "seq": sequence, **payload})
 
 
 def _sending_loop() -> asyncio.AbstractEventLoop:
@@ -127,10 +140,11 @@ def _sending_loop() -> asyncio.AbstractEventLoop:
         return _loop[1]
 
 
-def incident_entry(incident: Incident) -> dict[str, Any]:
+def incident_entry(incident: Incident, *, can_decide: bool) -> dict[str, Any]:
     """Describe one incident row: ids, state, values and the row's HTML.
 
-    The incident needs the attributes that ``attach_row_details`` sets.
+    The row has approve and reject buttons only when ``can_decide``. The
+    incident needs the attributes that ``attach_row_details`` sets.
     """
     return {
         "id": incident.pk,
@@ -140,9 +154,17 @@ def incident_entry(incident: Incident) -> dict[str, Any]:
         "last_value": _json_number(incident.last_value),
         "pending_approvals": [a.pk for a in incident.pending_approvals],  # type: ignore[attr-defined]
         "html": render_to_string(
-            "watchers/incident_row.html", {"incident": incident}
+            "watchers/incident_row.html",
+            {"incident": incident, "can_decide": can_decide},
         ).strip(),
     }
+
+
+def summary_html() -> str:
+    """Render the count of open incidents that heads the list."""
+    return render_to_string(
+        "watchers/open_summary.html", {"summary": open_incident_summary()}
+    ).strip()
 
 
 def _json_number(value: float | None) -> float | None:
@@ -152,36 +174,58 @@ def _json_number(value: float | None) -> float | None:
     return value
 
 
-def incident_entries(incident_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Return the row entries of the incidents that still exist, in id order."""
+def row_incidents(incident_ids: Iterable[int]) -> list[Incident]:
+    """Return the incidents that still exist, in id order, with their row details."""
     incidents = (
         Incident.objects.select_related("watcher")
         .filter(pk__in=list(incident_ids))
         .order_by("pk")
     )
-    return [incident_entry(incident) for incident in attach_row_details(incidents)]
+    return attach_row_details(incidents)
 
 
-def incident_payload(incident_id: int) -> dict[str, Any] | None:
-    """Return the row entry of an incident, or None if it was deleted."""
-    entries = incident_entries([incident_id])
-    return entries[0] if entries else None
+def publish_rows(kind: str, build: Callable[[bool], dict[str, Any]]) -> int | None:
+    """Send a message that carries incident rows, with the open count.
+
+    ``build(can_decide)`` returns the payload for one audience, so viewers
+    and deciders each get rows with only the buttons they may use. Every
+    such message can open or resolve an incident, so the count goes along.
+    """
+    summary = summary_html()
+    return publish(
+        kind,
+        {**build(False), "summary_html": summary},
+        {**build(True), "summary_html": summary},
+    )
 
 
 def publish_incident(incident_id: int) -> int | None:
     """Send the current row of one incident."""
-    entry = incident_payload(incident_id)
-    if entry is None:
+    incidents = row_incidents([incident_id])
+    if not incidents:
         return None
-    return publish("incident", {"incident": entry})
+    return publish_rows(
+        "incident",
+        lambda can_decide: {
+            "incident": incident_entry(incidents[0], can_decide=can_decide)
+        },
+    )
 
 
 def publish_incidents(incident_ids: Iterable[int]) -> int | None:
     """Send the current rows of several incidents in one message."""
-    entries = incident_entries(incident_ids)
-    if not entries:
+    incidents = row_incidents(incident_ids)
+    if not incidents:
         return None
-    return publish("incidents", {"incidents": entries})
+    return publish_rows(
+        "incidents",
+        lambda can_decide: {
+            "incidents": [
+                incident_entry(incident, can_decide=can_decide)
+                for incident in incidents
+            ]
+        },
+    )
 
 
 def publish_values(incident_ids: Iterable[int]) -> int | None:
@@ -215,11 +259,17 @@ def publish_run(run_id: int) -> int | None:
     run = ActionRun.objects.filter(pk=run_id).values("incident_id", "status").first()
     if run is None:
         return None
-    entry = incident_payload(run["incident_id"])
-    if entry is None:
+    incidents = row_incidents([run["incident_id"]])
+    if not incidents:
         return None
-    payload = {"run": {"id": run_id, "status": run["status"]}, "incident": entry}
-    return publish("run", payload)
+    status = {"id": run_id, "status": run["status"]}
+    return publish_rows(
+        "run",
+        lambda can_decide: {
+            "run": status,
+            "incident": incident_entry(incidents[0], can_decide=can_decide),
+        },
+    )
 
 
 def publish_approval(approval_id: int) -> int | None:
@@ -233,21 +283,24 @@ def publish_approval(approval_id: int) -> int | None:
     )
     if approval is None:
         return None
-    entry = incident_payload(approval["run__incident_id"])
-    if entry is None:
+    incidents = row_incidents([approval["run__incident_id"]])
+    if not incidents:
         return None
-    payload = {
-        "approval": {
-            "id": approval_id,
-            "run_id": approval["run_id"],
-            "decision": approval["decision"],
-        },
-        "incident": entry,
+    decision = {
+        "id": approval_id,
+        "run_id": approval["run_id"],
+        "decision": approval["decision"],
     }
-    return publish("approval", payload)
+    return publish_rows(
+        "approval",
+        lambda can_decide: {
+            "approval": decision,
+            "incident": incident_entry(incidents[0], can_decide=can_decide),
+        },
+    )
 
 
-def snapshot() -> dict[str, Any]:
+def snapshot(*, can_decide: bool) -> dict[str, Any]:
     """Build the first page of the list as a snapshot message.
 
     The sequence number is read before the query, so any message numbered
@@ -256,8 +309,15 @@ def snapshot() -> dict[str, Any]:
     """
     sequence = current_sequence()
     incidents = attach_row_details(listed_incidents()[:INCIDENTS_PER_PAGE])
-    entries = [incident_entry(incident) for incident in incidents]
-    return {"type": "snapshot", "seq": sequence, "incidents": entries}
+    entries = [
+        incident_entry(incident, can_decide=can_decide) for incident in incidents
+    ]
+    return {
+        "type": "snapshot",
+        "seq": sequence,
+        "incidents": entries,
+        "summary_html": summary_html(),
+    }
 
 
 def publish_after_commit(kind: str, object_id: int) -> None:

@@ -1,8 +1,9 @@
 // The incident list: rows applied from the live stream (live.js), approve
 // and reject buttons, and ages that keep counting between updates.
 //
-// Row HTML comes from the server's own template, which escapes every label
-// and name. Values of a "values" message are set with textContent.
+// Row and summary HTML come from the server's own templates, which escape
+// every label and name and add approve and reject buttons only for users
+// who may decide. Values of a "values" message are set with textContent.
 (function () {
   "use strict";
 
@@ -15,11 +16,11 @@
   const COLUMNS = 9;
   const AGE_REFRESH_MS = 15000;
   const liveRows = config.dataset.liveRows === "true";
-  const canDecide = config.dataset.canDecide === "true";
   const csrfInput = config.querySelector("input[name=csrfmiddlewaretoken]");
   const csrfToken = csrfInput ? csrfInput.value : "";
 
   function applySnapshot(message) {
+    applySummary(message);
     if (!liveRows) {
       message.incidents.forEach(replaceExistingRow);
       return;
@@ -37,6 +38,7 @@
       message.values.forEach(updateValues);
       return;
     }
+    applySummary(message);
     window.BastionLive.changedIncidents(message).forEach((entry) => {
       if (liveRows) {
         updateRow(entry);
@@ -44,6 +46,15 @@
         replaceExistingRow(entry);
       }
     });
+  }
+
+  // The open count comes with every message that carries rows, because the
+  // page may hold only some of the open incidents.
+  function applySummary(message) {
+    const summary = document.getElementById("open-summary");
+    if (summary && typeof message.summary_html === "string") {
+      summary.innerHTML = message.summary_html;
+    }
   }
 
   function updateValues(entry) {
@@ -68,11 +79,7 @@
   function buildRow(entry) {
     const template = document.createElement("template");
     template.innerHTML = entry.html;
-    const row = template.content.firstElementChild;
-    if (!canDecide) {
-      row.querySelectorAll(".decide-buttons").forEach((node) => node.remove());
-    }
-    return row;
+    return template.content.firstElementChild;
   }
 
   function replaceExistingRow(entry) {
@@ -204,8 +211,5 @@
       );
     }
   });
-  if (!canDecide) {
-    table.querySelectorAll(".decide-buttons").forEach((node) => node.remove());
-  }
   setInterval(refreshAges, AGE_REFRESH_MS);
 })();

@@ -151,16 +151,25 @@
     return message.incident ? [message.incident] : [];
   }
 
-  // Send an approve or reject button's decision, say the outcome in
-  // resultNode, then call done(). The buttons of the approval are disabled
-  // meanwhile, so a second click sends nothing.
+  // Send an approve or reject button's decision, with the reason a person
+  // gives for a reject, say the outcome in resultNode, then call done().
+  // The buttons of the approval are disabled meanwhile, so a second click
+  // sends nothing.
   async function decide(button, resultNode, csrfToken, done) {
     const box = button.closest(".pending-approval");
     const action = box.querySelector("a").textContent;
+    let comment = "";
+    if (button.dataset.decision === "reject") {
+      // Cancel sends nothing, and an empty reason still rejects.
+      comment = window.prompt("Reject " + action + "? Reason (optional):", "");
+      if (comment === null) {
+        return;
+      }
+    }
     box.querySelectorAll("button.decide").forEach((node) => (node.disabled = true));
     resultNode.textContent = "sending…";
 
-    const body = new URLSearchParams({ decision: button.dataset.decision, comment: "" });
+    const body = new URLSearchParams({ decision: button.dataset.decision, comment: comment });
     try {
       const response = await fetch(button.dataset.decideUrl, {
         method: "POST",
