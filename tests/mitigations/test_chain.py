@@ -612,8 +612,8 @@ def test_failed_attempt_withdraws_approvals_of_held_steps(
     first = chain.start_attempt(incident.pk, 1)
     with django_capture_on_commit_callbacks(execute=True):
         held = chain.hold_remaining(incident.pk)
-    asked = Approval.objects.filter(run__incident=incident)
-    assert asked.filter(decision=Decision.PENDING).count() == len(held) == 2
+    requests = Approval.objects.filter(run__incident=incident)
+    assert requests.filter(decision=Decision.PENDING).count() == len(held) == 2
 
     result = chain.execute_run(first.pk)
 
@@ -623,7 +623,7 @@ def test_failed_attempt_withdraws_approvals_of_held_steps(
         RunStatus.SKIPPED,
         RunStatus.SKIPPED,
     ]
-    assert sorted(asked.values_list("decision", flat=True)) == [
+    assert sorted(requests.values_list("decision", flat=True)) == [
         Decision.WITHDRAWN,
         Decision.WITHDRAWN,
     ]

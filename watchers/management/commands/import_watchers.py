@@ -99,11 +99,11 @@ class Command(BaseCommand):
     def _write_summary(self, path: str, report: ImportReport) -> None:
         if not report.has_changes:
             count = len(report.unchanged)
-            kept = len(report.kept_modes)
-            detail = f", apart from the mode kept for {kept} (see the warning)"
+            kept_count = len(report.kept_modes)
+            detail = f", apart from the mode kept for {kept_count} (see the warning)"
             self.stdout.write(
                 f"No changes: the {count} watchers already match {path}"
-                f"{detail if kept else ''}."
+                f"{detail if kept_count else ''}."
             )
             return
         self.stdout.write(
