@@ -14,6 +14,7 @@ from escalations.models import (
     Route,
 )
 from escalations.services import conditions
+from escalations.services.catalog import parse_action
 from escalations.services.receivers import ReceiverNotConfigured, receiver_config
 from watchers.services.promql import PromQLError, check_instant_query
 
@@ -45,6 +46,17 @@ class EscalationRuleForm(forms.ModelForm):
                 'such as ["security"], or [] for every group'
             )
         return [group.strip() for group in groups]
+
+    def clean_action(self) -> str:
+        action = str(self.cleaned_data["action"]).strip()
+        if not action:
+            return ""  # only the severity's route is notified
+        targets = Route.objects.values_list("receiver__target", flat=True).distinct()
+        try:
+            parse_action(action, sorted(targets))
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return action
 
     def clean_condition_text(self) -> str:
         text = self.cleaned_data["condition_text"]

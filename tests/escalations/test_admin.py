@@ -58,6 +58,27 @@ def test_rule_with_unreadable_condition_is_not_saved(admin_client):
     assert not EscalationRule.objects.exists()
 
 
+def test_rule_with_unknown_action_is_not_saved(admin_client):
+    response = admin_client.post(
+        reverse("admin:escalations_escalationrule_add"),
+        rule_data(action="page_everyone"),
+    )
+
+    assert response.status_code == 200
+    assert "unknown action &#x27;page_everyone&#x27;" in response.content.decode()
+    assert not EscalationRule.objects.exists()
+
+
+def test_rule_with_alert_action_is_saved(admin_client):
+    response = admin_client.post(
+        reverse("admin:escalations_escalationrule_add"),
+        rule_data(action=" alert_security_team + ceo "),
+    )
+
+    assert response.status_code == 302
+    assert EscalationRule.objects.get().action == "alert_security_team + ceo"
+
+
 @pytest.mark.parametrize("groups", ['"security"', "[3]", '[""]', '{"a": 1}'])
 def test_rule_groups_must_be_a_list_of_names(admin_client, groups):
     response = admin_client.post(
