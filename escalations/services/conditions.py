@@ -163,7 +163,8 @@ def _parse_part(text: str) -> Condition:
             return condition
     match = _METRIC.fullmatch(original)
     if match is not None:
-        return MetricThreshold(match["metric"], match["op"], float(match["value"]))
+        value = _finite(float(match["value"]), original)
+        return MetricThreshold(match["metric"], match["op"], value)
     raise ConditionError(
         f"{original!r} is not a known condition: write one of {KNOWN_FORMS}"
     )
@@ -201,11 +202,20 @@ def _parse_loss(part: str) -> Condition | None:
     match = _LOSS.fullmatch(part)
     if match is None:
         return None
-    amount = float(match["amount"] or match["amount2"])
+    amount = _finite(float(match["amount"] or match["amount2"]), part)
     symbol = match["symbol"] or match["code"]
     currency = CURRENCY_SYMBOLS.get(symbol, symbol.upper())
     per_hour = amount * 3600 / _unit_seconds(match["unit"], part)
     return LossAbove(match["op"], per_hour, currency)
+
+
+def _finite(number: float, part: str) -> float:
+    # Hundreds of digits read as infinity, which every value is below.
+    if not math.isfinite(number):
+        raise ConditionError(
+            f"{part!r}: the number is too large to compare with: write one below 1e308"
+        )
+    return number
 
 
 def _unit_seconds(unit: str, part: str) -> int:

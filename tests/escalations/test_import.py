@@ -298,8 +298,12 @@ def test_duplicate_route_rejected(tmp_path):
             "SLO breach >99999999999999999999min",
             "99999999999999999999min is longer than the maximum of 365 days",
         ),
+        (
+            "anomaly_score > 1" + "0" * 400,
+            "the number is too large to compare with",
+        ),
     ],
-    ids=["count", "duration"],
+    ids=["count", "duration", "threshold"],
 )
 def test_huge_number_rejected(tmp_path, condition, expected):
     path = rule_file(tmp_path, f"    condition: '{condition}'\n    severity: high\n")
