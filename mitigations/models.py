@@ -144,6 +144,7 @@ class AutomationSwitch(models.Model):
     )
 
     class Meta:
+        verbose_name_plural = "automation switch"
         permissions = [("toggle_automation", "Can switch all automation on or off")]
 
     def __str__(self) -> str:

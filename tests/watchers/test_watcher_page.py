@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from mitigations.models import AutomationSwitch
+from mitigations.models import AutomationSwitch, MitigationStep
 from tests.watchers.factories import make_watcher
 from watchers.choices import Health, Mode, SeriesStatus
 from watchers.models import Incident, SeriesState
@@ -87,6 +87,9 @@ def test_page_shows_state_value_and_error(client, reader):
 
 def test_page_counts_open_incidents(client, reader):
     watcher = make_watcher(name="disk-usage")
+    # Steps join into the count's query and must not multiply it.
+    for position, action in enumerate(["scale_replicas", "clear_caches"], start=1):
+        MitigationStep.objects.create(watcher=watcher, position=position, action=action)
     for number in range(3):
         Incident.objects.create(
             watcher=watcher, fingerprint=f"fp-{number}", opened_at=timezone.now()

@@ -195,8 +195,11 @@ def listed_watchers(
     Empty filters select everything, and ``text`` matches the name or the query.
     """
     watchers = Watcher.objects.annotate(
+        # distinct, because the join with the steps repeats each incident.
         open_incidents=Count(
-            "incidents", filter=Q(incidents__state=IncidentState.FIRING)
+            "incidents",
+            filter=Q(incidents__state=IncidentState.FIRING),
+            distinct=True,
         ),
         steps_count=Count("steps", distinct=True),
     ).order_by("group", "name")
