@@ -58,6 +58,8 @@ def reconcile_mitigations() -> int:
         follow(result)
     for run_id in verification.stranded_runs():
         run_mitigation_step.delay(run_id)
+    for incident_id, number in chain.resumable_attempts():
+        start_mitigation.delay(incident_id, number)
     return len(results)
 
 

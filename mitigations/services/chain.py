@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from mitigations.actions.base import (
@@ -133,6 +134,45 @@ def start_attempt(
     return attempt.runs.order_by("position").first()
 
 
+def resumable_attempts(now: datetime | None = None) -> list[tuple[int, int]]:
+    """Return (incident id, next attempt number) for incidents to mitigate again.
+
+    An attempt stopped by a guardrail (the switch, the hourly budget, a
+    paused watcher) is not retried when it ends. Once nothing blocks any
+    more, an incident still firing gets its next attempt, if its last
+    automatic attempt was that one and numbers remain.
+    """
+    if guardrails.automation_pauses(now):
+        return []
+    maximum = settings.MAX_MITIGATION_ATTEMPTS
+    latest = (
+        MitigationAttempt.objects.filter(
+            incident_id=OuterRef("incident_id"), number__lte=maximum
+        )
+        .order_by("-number")
+        .values("pk")[:1]
+    )
+    in_progress = MitigationAttempt.objects.filter(
+        incident_id=OuterRef("incident_id"),
+        status__in=[AttemptStatus.RUNNING, AttemptStatus.VERIFYING],
+    )
+    stopped = (
+        MitigationAttempt.objects.filter(
+            pk=Subquery(latest),
+            status=AttemptStatus.STOPPED,
+            number__lt=maximum,
+            runs__status=RunStatus.BLOCKED,
+            incident__resolved_at__isnull=True,
+            incident__is_shadow=False,
+            incident__watcher__mode=Mode.ACTIVE,
+        )
+        .exclude(Exists(in_progress))
+        .values_list("incident_id", "number")
+        .distinct()
+    )
+    return [(incident_id, number + 1) for incident_id, number in stopped]
+
+
 def _risk_of(action_name: str) -> str:
     try:
         return str(get_action(action_name).risk)
@@ -175,9 +215,10 @@ def execute_run(run_id: int, now: datetime | None = None) -> StepResult:
     watcher = run.incident.watcher
     mode = watcher.mode if watcher is not None and run.step_id else Mode.ACTIVE
     if mode == Mode.PAUSED:
-        finish_run(run, RunStatus.SKIPPED, error="not run: the watcher is paused")
+        # Blocked, not skipped: the incident resumes once the watcher does.
+        finish_run(run, RunStatus.BLOCKED, error="not run: the watcher is paused")
         end_attempt(run.attempt, AttemptStatus.STOPPED, "the watcher was paused", now)
-        return StepResult(run.pk, RunStatus.SKIPPED)
+        return StepResult(run.pk, RunStatus.BLOCKED)
     if mode == Mode.SHADOW and not run.dry_run:
         ActionRun.objects.filter(pk=run.pk).update(dry_run=True)
         run.dry_run = True

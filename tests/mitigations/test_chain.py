@@ -650,7 +650,7 @@ def test_failed_attempt_skips_a_step_approved_early(receiver):
     assert len(receiver.requests) == 1
 
 
-def test_step_of_paused_watcher_is_skipped(receiver):
+def test_step_of_paused_watcher_is_blocked(receiver):
     from watchers.models import Watcher
 
     incident = firing_incident(receiver, "test_ping", "test_ping_other")
@@ -659,8 +659,8 @@ def test_step_of_paused_watcher_is_skipped(receiver):
 
     result = chain.execute_run(first.pk)
 
-    assert result.status == RunStatus.SKIPPED
-    assert statuses(incident) == [RunStatus.SKIPPED, RunStatus.SKIPPED]
+    assert result.status == RunStatus.BLOCKED
+    assert statuses(incident) == [RunStatus.BLOCKED, RunStatus.SKIPPED]
     assert incident.attempts.get().status == AttemptStatus.STOPPED
     assert receiver.requests == []
 
@@ -678,3 +678,48 @@ def test_step_of_watcher_turned_shadow_is_a_dry_run(receiver):
 
     assert result.status == RunStatus.DRY_RUN
     assert receiver.requests == []
+
+
+def test_stopped_by_switch_resumes_when_on(receiver):
+    AutomationSwitch.objects.update_or_create(pk=1, defaults={"enabled": False})
+    incident = firing_incident(receiver, "test_ping")
+    drive(incident)
+    assert chain.resumable_attempts() == []
+
+    AutomationSwitch.objects.filter(pk=1).update(enabled=True)
+    resumable = chain.resumable_attempts()
+    second = drive(incident, number=2)
+
+    assert resumable == [(incident.pk, 2)]
+    assert second[-1].status == RunStatus.SUCCEEDED
+    assert chain.resumable_attempts() == []
+
+
+def test_stopped_by_pause_resumes_with_watcher(receiver):
+    from watchers.models import Watcher
+
+    incident = firing_incident(receiver, "test_ping")
+    first = chain.start_attempt(incident.pk, 1)
+    Watcher.objects.filter(pk=incident.watcher_id).update(mode=Mode.PAUSED)
+    chain.execute_run(first.pk)
+    assert chain.resumable_attempts() == []
+
+    Watcher.objects.filter(pk=incident.watcher_id).update(mode=Mode.ACTIVE)
+
+    assert chain.resumable_attempts() == [(incident.pk, 2)]
+
+
+def test_resolved_or_failed_incident_is_not_resumed(receiver):
+    AutomationSwitch.objects.update_or_create(pk=1, defaults={"enabled": False})
+    resolved = firing_incident(receiver, "test_ping")
+    drive(resolved)
+    Incident.objects.filter(pk=resolved.pk).update(
+        state=IncidentState.RESOLVED, resolved_at=timezone.now()
+    )
+    AutomationSwitch.objects.filter(pk=1).update(enabled=True)
+    receiver.statuses = [400]
+    failed = firing_incident(receiver, "test_ping")
+    drive(failed)
+
+    assert failed.attempts.get().status == AttemptStatus.FAILED
+    assert chain.resumable_attempts() == []
