@@ -183,12 +183,23 @@ def database_url(redis_url: str, db: int) -> str:
     return f"{base}/{db}"
 
 
-def flush_target_databases(redis_url: str) -> None:
-    """Empty the demo's target databases, so no block from the last run remains."""
+# sandra-api's rate limit in requests per second, which tighten_rate_limits
+# halves for an hour. The key must exist before the step runs.
+RATE_LIMIT_KEY = "ratelimit:sandra-api"
+RATE_LIMIT = 100
+
+
+def prepare_target_databases(redis_url: str) -> None:
+    """Empty the demo's target databases and write sandra-api's rate limit.
+
+    Emptying them means no block from the last run remains.
+    """
     for db in (CACHE_REDIS_DB, TARGET_REDIS_DB):
         client = redis.Redis.from_url(database_url(redis_url, db), socket_timeout=5)
         with client:
             client.flushdb()
+            if db == TARGET_REDIS_DB:
+                client.set(RATE_LIMIT_KEY, RATE_LIMIT)
 
 
 def write_action_defaults(sandra_api_url: str, prometheus_url: str) -> Path:
@@ -412,7 +423,7 @@ def run(arguments: argparse.Namespace, group: ProcessGroup) -> int:
         ),
         receiver_url=receiver_url,
     )
-    flush_target_databases(redis_url)
+    prepare_target_databases(redis_url)
     web_port = choose_web_port()
     web_url = f"http://127.0.0.1:{web_port}"
     environment = {
