@@ -212,6 +212,18 @@ def request_approval(
             run.action,
             run.incident_id,
         )
+        audit.record(
+            "approval.requested",
+            f"approval requested for {run.action} (run {run.pk}) of incident "
+            f"{run.incident_id}",
+            actor=requested_by,
+            incident_id=run.incident_id,
+            details={
+                "approval_id": approval.pk,
+                "run_id": run.pk,
+                "action": run.action,
+            },
+        )
         transaction.on_commit(lambda: _notify(approval.pk))
     return approval
 

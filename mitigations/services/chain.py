@@ -131,7 +131,25 @@ def start_attempt(
         len(steps),
         ", dry run" if dry_run else "",
     )
+    _record_attempt(
+        "attempt.started",
+        attempt,
+        f"started with {len(steps)} steps" + (", dry run" if dry_run else ""),
+    )
     return attempt.runs.order_by("position").first()
+
+
+def _record_attempt(
+    kind: str, attempt: MitigationAttempt, what: str, **details: Any
+) -> None:
+    from audit.services import record
+
+    record(
+        kind,
+        f"attempt {attempt.number} of incident {attempt.incident_id} {what}",
+        incident_id=attempt.incident_id,
+        details={"attempt_id": attempt.pk, "number": attempt.number, **details},
+    )
 
 
 def resumable_attempts(now: datetime | None = None) -> list[tuple[int, int]]:
@@ -518,17 +536,33 @@ def end_attempt(
         )
     left = attempt.runs.filter(status__in=NOT_STARTED_STATUSES)
     skipped = list(left.values_list("pk", flat=True))
-    if not skipped:
-        return skipped
-    ActionRun.objects.filter(pk__in=skipped, status__in=NOT_STARTED_STATUSES).update(
-        status=RunStatus.SKIPPED,
-        error=skip_reason or f"not run: the attempt {status}",
-        finished_at=now,
-    )
-    Approval.objects.filter(run_id__in=skipped, decision=Decision.PENDING).update(
-        decision=Decision.WITHDRAWN, decided_at=now
-    )
-    live.publish_after_commit("incident", attempt.incident_id)
+    withdrawn: list[int] = []
+    if skipped:
+        ActionRun.objects.filter(
+            pk__in=skipped, status__in=NOT_STARTED_STATUSES
+        ).update(
+            status=RunStatus.SKIPPED,
+            error=skip_reason or f"not run: the attempt {status}",
+            finished_at=now,
+        )
+        pending = Approval.objects.filter(run_id__in=skipped, decision=Decision.PENDING)
+        withdrawn = list(pending.values_list("pk", flat=True))
+        pending.update(decision=Decision.WITHDRAWN, decided_at=now)
+        live.publish_after_commit("incident", attempt.incident_id)
+    if updated or skipped:
+        what = f"ended {status}: {note}" if updated else "ended"
+        if skipped:
+            what += f"; steps not run: {len(skipped)}"
+        if withdrawn:
+            what += f", approval requests withdrawn: {len(withdrawn)}"
+        _record_attempt(
+            "attempt.ended",
+            attempt,
+            what,
+            status=status,
+            skipped_run_ids=skipped,
+            withdrawn_approval_ids=withdrawn,
+        )
     return skipped
 
 

@@ -723,3 +723,31 @@ def test_resolved_or_failed_incident_is_not_resumed(receiver):
 
     assert failed.attempts.get().status == AttemptStatus.FAILED
     assert chain.resumable_attempts() == []
+
+
+def test_attempt_start_end_and_requests_audited(
+    receiver, django_capture_on_commit_callbacks
+):
+    from audit.models import AuditEvent
+    from mitigations.models import Approval
+
+    receiver.statuses = [400]
+    incident = firing_incident(receiver, "test_ping", "test_ping_other")
+    first = chain.start_attempt(incident.pk, 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        chain.hold_remaining(incident.pk)
+    chain.execute_run(first.pk)
+
+    events = AuditEvent.objects.filter(incident_id=incident.pk)
+    kinds = list(events.order_by("created_at").values_list("kind", flat=True))
+    ended = events.get(kind="attempt.ended")
+    approval = Approval.objects.get(run__incident=incident)
+    assert kinds == [
+        "attempt.started",
+        "approval.requested",
+        "step.finished",
+        "attempt.ended",
+    ]
+    assert ended.summary.startswith(f"attempt 1 of incident {incident.pk} ended failed")
+    assert ended.summary.endswith("steps not run: 1, approval requests withdrawn: 1")
+    assert ended.details["withdrawn_approval_ids"] == [approval.pk]
