@@ -77,8 +77,9 @@ def start_kube_standin(
         str(seed),
         "--ready-delay",
         str(ready_delay_seconds),
-        "--token",
-        secrets.token_urlsafe(16),
+        # One argument with "=": a URL-safe token may start with "-", which
+        # argparse would take for an option.
+        f"--token={secrets.token_urlsafe(16)}",
         "--namespace",
         SANDRA_POD_LABELS["namespace"],
     ]
