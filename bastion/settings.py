@@ -126,8 +126,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # With Redis, a task taken by a worker that died is delivered again only
 # after this timeout. Keep it above the longest step timeout. A worker looks
-# for such tasks every 10 s; kombu 5.7 would look only on every tenth of
-# those sweeps unless the throttle is 1, adding up to 100 s to a redelivery.
+# for such tasks every 10 s. kombu 5.7 scans on only every tenth of those
+# sweeps unless the throttle is 1, which could add 100 s to a redelivery.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.read_int("BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, 1),
     "unacked_restore_interval": 10,

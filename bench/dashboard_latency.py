@@ -390,8 +390,8 @@ def interpretation(result: dict) -> list[str]:
     spread = statistics.median(result["spread"]) * 1000
     return [
         f"At the median the writer took {sending:.1f} ms from its commit to "
-        "having sent the row (two queries, the template and the Redis calls),",
-        f"the first client had it {first - sending:.1f} ms later, and the last",
+        "having sent the row (two queries, the template and the Redis calls).",
+        f"The first client had it {first - sending:.1f} ms later, and the last",
         f"of the {result['clients']} clients {spread:.1f} ms after the first.",
         "channels_redis (4.3) stores one copy of a group message per consumer,",
         "and daphne's layer reads each copy with its own Redis round trips",

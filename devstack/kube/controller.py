@@ -44,10 +44,9 @@ from devstack.kube.store import (
 
 logger = logging.getLogger(__name__)
 
-# A pass runs after every write to the store, when a pod's ready or removal
-# time comes (but at most every TICK_SECONDS), and at least every
-# IDLE_SECONDS, which is how soon a change that writes nothing (a stall lifted)
-# takes effect.
+# A pass runs after every write to the store and when a pod's ready or removal
+# time comes, but at most every TICK_SECONDS. Without either it runs every
+# IDLE_SECONDS, so a change that writes nothing (a stall lifted) takes effect.
 TICK_SECONDS = 0.02
 IDLE_SECONDS = 0.25
 DeploymentKey = tuple[str, str]
@@ -117,8 +116,8 @@ class Controller:
     def seconds_to_next_pass(self, now: float) -> float:
         """Return how long the loop may sleep before a pod is due to change.
 
-        Times already past belong to stalled Deployments, which wait for a
-        person, so only future ones count.
+        Times already past belong to stalled Deployments, which wait until the
+        stall is cleared, so only future ones count.
         """
         due = [
             moment

@@ -210,7 +210,8 @@ def _parse_loss(part: str) -> Condition | None:
 
 
 def _finite(number: float, part: str) -> float:
-    # Hundreds of digits read as infinity, which every value is below.
+    # A number past about 1.8e308 reads as infinity, so a comparison with it
+    # would never hold, or always.
     if not math.isfinite(number):
         raise ConditionError(
             f"{part!r}: the number is too large to compare with: write one below 1e308"

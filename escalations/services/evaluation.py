@@ -56,8 +56,8 @@ def evaluate_open_incidents(now: datetime | None = None) -> EvaluationReport:
     report = EvaluationReport()
     rules = _enabled_rules()
     # A paused or shadow watcher's open incidents are frozen: nothing judges
-    # them while paused, and shadow notifies nobody. Meta-incidents of a data
-    # source have no watcher and always count.
+    # them while paused, and a shadow watcher sends no notification.
+    # Meta-incidents of a data source have no watcher and always count.
     incidents = (
         Incident.objects.filter(resolved_at__isnull=True, is_shadow=False)
         .filter(Q(watcher__isnull=True) | Q(watcher__mode=Mode.ACTIVE))

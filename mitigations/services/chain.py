@@ -140,13 +140,13 @@ def start_attempt(
 
 
 def _record_attempt(
-    kind: str, attempt: MitigationAttempt, what: str, **details: Any
+    kind: str, attempt: MitigationAttempt, outcome: str, **details: Any
 ) -> None:
     from audit.services import record
 
     record(
         kind,
-        f"attempt {attempt.number} of incident {attempt.incident_id} {what}",
+        f"attempt {attempt.number} of incident {attempt.incident_id} {outcome}",
         incident_id=attempt.incident_id,
         details={"attempt_id": attempt.pk, "number": attempt.number, **details},
     )
@@ -521,7 +521,7 @@ def end_attempt(
 
     A step that was queued, approved early, or waiting for a person does not
     outlive its attempt: it is skipped with ``skip_reason`` and its pending
-    approval is withdrawn, so nobody is asked to decide about it any more.
+    approval is withdrawn, so no person is asked to decide about it any more.
     """
     updated = MitigationAttempt.objects.filter(
         pk=attempt.pk, status__in=[AttemptStatus.RUNNING, AttemptStatus.VERIFYING]
@@ -550,15 +550,15 @@ def end_attempt(
         pending.update(decision=Decision.WITHDRAWN, decided_at=now)
         live.publish_after_commit("incident", attempt.incident_id)
     if updated or skipped:
-        what = f"ended {status}: {note}" if updated else "ended"
+        outcome = f"ended {status}: {note}" if updated else "ended"
         if skipped:
-            what += f"; steps not run: {len(skipped)}"
+            outcome += f"; steps not run: {len(skipped)}"
         if withdrawn:
-            what += f", approval requests withdrawn: {len(withdrawn)}"
+            outcome += f", approval requests withdrawn: {len(withdrawn)}"
         _record_attempt(
             "attempt.ended",
             attempt,
-            what,
+            outcome,
             status=status,
             skipped_run_ids=skipped,
             withdrawn_approval_ids=withdrawn,

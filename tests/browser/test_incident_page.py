@@ -42,7 +42,7 @@ def test_reject_button_on_incident_page(browser, server, viewer, orm):
     page = sign_in(browser, server, viewer, path=f"/incidents/{incident.pk}/")
     expect_status(page, "live")
 
-    # Reject asks for an optional reason; accepting with none still rejects.
+    # Reject opens a prompt for an optional reason. Accepting it empty still rejects.
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#incident-summary").get_by_role("button", name="Reject").click()
 

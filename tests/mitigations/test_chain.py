@@ -665,7 +665,7 @@ def test_step_of_paused_watcher_is_blocked(receiver):
     assert receiver.requests == []
 
 
-def test_step_of_watcher_turned_shadow_is_a_dry_run(receiver):
+def test_shadow_watcher_step_runs_dry(receiver):
     from watchers.models import Watcher
 
     incident = firing_incident(receiver, ("test_ping", {"approval": "always"}))
